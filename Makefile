@@ -1,0 +1,58 @@
+# smelt's policy: every target here is what CI and developers run.
+GO        ?= go
+SMELT_MODELS ?= $(abspath ../shared/models)
+FUZZTIME  ?= 10s
+BIN       := bin/smelt
+LDFLAGS   := -s -w -buildid=
+export SMELT_MODELS
+export CGO_ENABLED ?= 0
+
+.PHONY: build test test-race check fuzz bench demo golden generate check-generate lint-arch clean
+
+build:
+	$(GO) build -trimpath -buildvcs=false -ldflags='$(LDFLAGS)' -o $(BIN) ./cmd/smelt
+
+test: build
+	$(GO) test -count=1 -timeout 25m ./...
+
+test-race:
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+check: lint-arch
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	@if command -v staticcheck >/dev/null 2>&1; then staticcheck ./...; \
+	elif [ -x "$$($(GO) env GOPATH)/bin/staticcheck" ]; then "$$($(GO) env GOPATH)/bin/staticcheck" ./...; \
+	else echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@v0.7.0); skipped"; fi
+
+# Each fuzz target runs for FUZZTIME.
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=10 ./... | tee bench.out
+
+golden:
+	$(GO) test ./... -update
+
+generate:
+	$(GO) generate ./...
+
+check-generate: generate
+	@git diff --exit-code || (echo "generated files are stale: run make generate"; exit 1)
+
+# Architecture rules: pure packages touch no OS/network; deterministic
+# packages read no clock and no global rand; only cmd/ imports cobra.
+lint-arch:
+	@! grep -rnE '"(os|net|net/http|os/exec)"' --include='*.go' --exclude='*_test.go' quantize prune wgsl 2>/dev/null | grep -v '^$$' || (echo "lint-arch: os/net import in a pure package"; exit 1)
+	@! grep -rnE 'time\.Now|"math/rand"' --include='*.go' --exclude='*_test.go' shard manifest 2>/dev/null || (echo "lint-arch: clock or global rand in shard/ or manifest/"; exit 1)
+	@! grep -rln 'github.com/spf13/cobra' --include='*.go' . | grep -v '^./cmd/' || (echo "lint-arch: cobra imported outside cmd/"; exit 1)
+
+demo: build
+	./$(BIN) inspect testdata/stories260K
+
+clean:
+	rm -rf bin bench.out
