@@ -2,30 +2,28 @@
 // and PyTorch checkpoints, ONNX) into smelt's IR.
 package convert
 
-import "fmt"
+import "github.com/smeltml/smelt/internal/ir"
 
-// Canonical tensor names. Every stage after convert (executor, quantizer,
-// codegen, bundles) uses these names only; architecture files map source
-// names onto them. Layer tensors carry the block index: Layer(i, AttnQ).
+// Canonical tensor names, defined in package ir (internal/ir/names.go) so
+// that architecture files can use them; re-exported here for convenience.
 const (
-	TokenEmbedding = "token_embd.weight"  // [vocab, hidden]
-	OutputNorm     = "output_norm.weight" // [hidden]
-	Output         = "output.weight"      // [vocab, hidden]; absent when embeddings are tied
-
-	AttnNorm   = "attn_norm.weight"   // [hidden]
-	AttnQ      = "attn_q.weight"      // [heads*head_dim, hidden], rotate_half RoPE layout
-	AttnK      = "attn_k.weight"      // [kv_heads*head_dim, hidden], rotate_half RoPE layout
-	AttnV      = "attn_v.weight"      // [kv_heads*head_dim, hidden]
-	AttnQBias  = "attn_q.bias"        // [heads*head_dim] (Qwen2)
-	AttnKBias  = "attn_k.bias"        // [kv_heads*head_dim] (Qwen2)
-	AttnVBias  = "attn_v.bias"        // [kv_heads*head_dim] (Qwen2)
-	AttnOutput = "attn_output.weight" // [hidden, heads*head_dim]
-	FFNNorm    = "ffn_norm.weight"    // [hidden]
-	FFNGate    = "ffn_gate.weight"    // [intermediate, hidden]
-	FFNUp      = "ffn_up.weight"      // [intermediate, hidden]
-	FFNDown    = "ffn_down.weight"    // [hidden, intermediate]
+	TokenEmbedding = ir.TokenEmbedding
+	OutputNorm     = ir.OutputNorm
+	Output         = ir.Output
+	AttnNorm       = ir.AttnNorm
+	AttnQ          = ir.AttnQ
+	AttnK          = ir.AttnK
+	AttnV          = ir.AttnV
+	AttnQBias      = ir.AttnQBias
+	AttnKBias      = ir.AttnKBias
+	AttnVBias      = ir.AttnVBias
+	AttnOutput     = ir.AttnOutput
+	FFNNorm        = ir.FFNNorm
+	FFNGate        = ir.FFNGate
+	FFNUp          = ir.FFNUp
+	FFNDown        = ir.FFNDown
 )
 
 // Layer returns the canonical name of a per-block tensor: Layer(3, FFNDown)
 // is "blk.3.ffn_down.weight".
-func Layer(i int, name string) string { return fmt.Sprintf("blk.%d.%s", i, name) }
+func Layer(i int, name string) string { return ir.LayerTensor(i, name) }

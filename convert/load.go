@@ -1,0 +1,136 @@
+package convert
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/smeltml/smelt/convert/arch"
+	"github.com/smeltml/smelt/convert/safetensors"
+	"github.com/smeltml/smelt/convert/tensorfile"
+	"github.com/smeltml/smelt/internal/ir"
+)
+
+// Model is a model folder read through its architecture: the IR graph over
+// lazily-read tensors, plus what the mapping found.
+type Model struct {
+	Dir       string                // model folder
+	Graph     *ir.Graph             // canonical tensors + decoder graph
+	Inventory *tensorfile.Inventory // every stored tensor (source names)
+	Family    *arch.Family          // the architecture family
+	Mapping   *arch.Mapping         // canonical ↔ source names, unused tensors
+	ConfigRaw []byte                // config.json as read
+}
+
+// Close releases the weight files' mmaps.
+func (m *Model) Close() error { return m.Inventory.Close() }
+
+// openers maps a weight-file kind to its reader; readers for other formats
+// register here from their own packages' init (see RegisterOpener).
+var openers = map[string]func(path string) (*tensorfile.Inventory, error){
+	"safetensors": safetensors.OpenFile,
+}
+
+// RegisterOpener adds a reader for a format ("pytorch", "onnx").
+func RegisterOpener(format string, open func(path string) (*tensorfile.Inventory, error)) {
+	openers[format] = open
+}
+
+// OpenWeights finds and opens the weights at path: a model folder
+// (model.safetensors.index.json, model.safetensors, pytorch_model.bin or a
+// single *.onnx, in that order of preference) or a single file.
+func OpenWeights(path string) (*tensorfile.Inventory, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	}
+	if !st.IsDir() {
+		return openFileByExt(path)
+	}
+	if exists(filepath.Join(path, safetensors.IndexFile)) {
+		return safetensors.OpenSharded(path)
+	}
+	for _, name := range []string{"model.safetensors", "pytorch_model.bin"} {
+		if p := filepath.Join(path, name); exists(p) {
+			return openFileByExt(p)
+		}
+	}
+	onnx, _ := filepath.Glob(filepath.Join(path, "*.onnx"))
+	if len(onnx) == 1 {
+		return openFileByExt(onnx[0])
+	}
+	return nil, fmt.Errorf("convert: %s: no weights found (want model.safetensors, %s, pytorch_model.bin or one *.onnx file)", path, safetensors.IndexFile)
+}
+
+func openFileByExt(path string) (*tensorfile.Inventory, error) {
+	format := ""
+	switch {
+	case strings.HasSuffix(path, ".safetensors"):
+		format = "safetensors"
+	case strings.HasSuffix(path, ".bin"), strings.HasSuffix(path, ".pt"), strings.HasSuffix(path, ".pth"):
+		format = "pytorch"
+	case strings.HasSuffix(path, ".onnx"):
+		format = "onnx"
+	default:
+		return nil, fmt.Errorf("convert: %s: unknown weight file type (want .safetensors, .bin or .onnx)", path)
+	}
+	open, ok := openers[format]
+	if !ok {
+		return nil, fmt.Errorf("convert: %s: no %s reader is linked into this binary", path, format)
+	}
+	return open(path)
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// Load reads a Hugging Face model folder (config.json + weights) and maps
+// it onto its architecture. path may also be a weight file inside a folder
+// that holds config.json.
+func Load(path string) (*Model, error) {
+	dir := path
+	if st, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	} else if !st.IsDir() {
+		dir = filepath.Dir(path)
+	}
+	cfgPath := filepath.Join(dir, "config.json")
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return nil, fmt.Errorf("convert: %s: config.json is required to map the weights onto an architecture: %w", dir, err)
+	}
+	archName, err := arch.ConfigArchitecture("config.json", raw)
+	if err != nil {
+		return nil, err
+	}
+	fam, err := arch.Lookup(archName)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := fam.ParseConfig("config.json", raw)
+	if err != nil {
+		return nil, err
+	}
+	inv, err := OpenWeights(path)
+	if err != nil {
+		return nil, err
+	}
+	if inv.Format == "onnx" {
+		inv.Close()
+		return nil, fmt.Errorf("convert: %s: ONNX graphs are listed by inspect but not mapped onto an architecture; use the Hugging Face folder", path)
+	}
+	m, err := arch.Map(fam, cfg, inv)
+	if err != nil {
+		inv.Close()
+		return nil, err
+	}
+	g, err := fam.Build(cfg, m.Tensors)
+	if err != nil {
+		inv.Close()
+		return nil, err
+	}
+	return &Model{Dir: dir, Graph: g, Inventory: inv, Family: fam, Mapping: m, ConfigRaw: raw}, nil
+}
