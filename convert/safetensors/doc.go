@@ -12,9 +12,11 @@
 //
 // Worked example: a file holding one F16 tensor "w" of shape [2, 2] is
 //
-//	30 00 00 00 00 00 00 00                        N = 48
-//	{"w":{"dtype":"F16","shape":[2,2],"data_offsets":[0,8]}}   (padded with spaces to 48 bytes)
+//	38 00 00 00 00 00 00 00                        N = 56
+//	{"w":{"dtype":"F16","shape":[2,2],"data_offsets":[0,8]}}   (56 bytes; writers pad with spaces to a multiple of 8)
 //	00 3c 00 40 00 42 00 44                        1.0 2.0 3.0 4.0 as f16
+//
+// (TestWorkedExample checks these bytes.)
 //
 // # What Open checks (all of it before any tensor byte is read)
 //
@@ -22,7 +24,9 @@
 //   - the header is one JSON object with no duplicate keys;
 //   - every dtype is known, every dim non-negative, and shape × dtype size
 //     (overflow-checked) equals end − begin;
-//   - 0 ≤ begin ≤ end ≤ data size, and no two tensors' byte ranges overlap.
+//   - 0 ≤ begin ≤ end ≤ data size, no two tensors' byte ranges overlap, and
+//     together they cover the data buffer with no hole and nothing after it
+//     (the format forbids holes, which could hide a second payload).
 //
 // The file is mmapped read-only; each tensor's Source returns a slice of the
 // mapping (zero-copy). Sharded models: the index's weight_map must list

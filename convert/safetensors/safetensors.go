@@ -93,24 +93,45 @@ func ParseHeader(name string, prefix []byte, fileSize int64) (*Header, error) {
 			return nil, fmt.Errorf("convert: %s: tensor %q: %d bytes in data_offsets, want %d for %s %v", name, e.Name, e.End-e.Begin, want, e.rawDTypeStr, e.Shape)
 		}
 	}
-	byOffset := make([]*HeaderEntry, len(h.Entries))
-	for i := range h.Entries {
-		byOffset[i] = &h.Entries[i]
+	if err := checkLayout(h.Entries, dataSize); err != nil {
+		return nil, fmt.Errorf("convert: %s: %w", name, err)
+	}
+	sort.Slice(h.Entries, func(i, j int) bool { return h.Entries[i].Name < h.Entries[j].Name })
+	return h, nil
+}
+
+// checkLayout verifies that the tensors' byte ranges do not overlap and
+// cover the data buffer [0, dataSize) without holes, as the format requires
+// (a hole could hide a second payload: a polyglot file). Empty tensors
+// (begin == end) take no bytes and may sit anywhere in range.
+func checkLayout(entries []HeaderEntry, dataSize int64) error {
+	byOffset := make([]*HeaderEntry, 0, len(entries))
+	for i := range entries {
+		if entries[i].End > entries[i].Begin {
+			byOffset = append(byOffset, &entries[i])
+		}
 	}
 	sort.Slice(byOffset, func(i, j int) bool {
 		if byOffset[i].Begin != byOffset[j].Begin {
 			return byOffset[i].Begin < byOffset[j].Begin
 		}
-		return byOffset[i].End < byOffset[j].End
+		return byOffset[i].Name < byOffset[j].Name
 	})
-	for i := 1; i < len(byOffset); i++ {
-		a, b := byOffset[i-1], byOffset[i]
-		if b.Begin < a.End && b.End > b.Begin && a.End > a.Begin {
-			return nil, fmt.Errorf("convert: %s: tensors %q [%d, %d) and %q [%d, %d) overlap", name, a.Name, a.Begin, a.End, b.Name, b.Begin, b.End)
+	var covered int64 // every byte below covered belongs to a tensor in prev
+	var prev *HeaderEntry
+	for _, e := range byOffset {
+		if e.Begin < covered {
+			return fmt.Errorf("tensors %q [%d, %d) and %q [%d, %d) overlap", prev.Name, prev.Begin, prev.End, e.Name, e.Begin, e.End)
 		}
+		if e.Begin > covered {
+			return fmt.Errorf("bytes [%d, %d) of the data buffer belong to no tensor", covered, e.Begin)
+		}
+		covered, prev = e.End, e
 	}
-	sort.Slice(h.Entries, func(i, j int) bool { return h.Entries[i].Name < h.Entries[j].Name })
-	return h, nil
+	if covered != dataSize {
+		return fmt.Errorf("bytes [%d, %d) of the data buffer belong to no tensor", covered, dataSize)
+	}
+	return nil
 }
 
 // decodeHeaderJSON walks the header object token by token so duplicate keys
@@ -230,11 +251,12 @@ func (s *source) Location() string       { return s.m.name }
 
 // openFile maps one safetensors file and appends its entries to inv.
 func openFile(inv *tensorfile.Inventory, dir, rel string) error {
-	data, closer, err := mmapFile(filepath.Join(dir, rel))
+	path := filepath.Join(dir, rel)
+	data, closer, err := mmapFile(path)
 	if err != nil {
-		return fmt.Errorf("convert: %s: %w", rel, err)
+		return fmt.Errorf("convert: %s: %w", path, err)
 	}
-	h, err := ParseHeader(rel, data, int64(len(data)))
+	h, err := ParseHeader(path, data, int64(len(data)))
 	if err != nil {
 		closer()
 		return err
@@ -279,24 +301,44 @@ type Index struct {
 
 // OpenSharded opens a sharded model through the index file in dir.
 func OpenSharded(dir string) (*tensorfile.Inventory, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, IndexFile))
+	indexPath := filepath.Join(dir, IndexFile)
+	raw, err := readBounded(indexPath, MaxHeaderBytes)
 	if err != nil {
-		return nil, fmt.Errorf("convert: %s: %w", IndexFile, err)
+		return nil, fmt.Errorf("convert: %w", err)
 	}
 	var idx Index
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
+	dec.UseNumber()
 	if err := dec.Decode(&idx); err != nil {
-		return nil, fmt.Errorf("convert: %s: %v", IndexFile, err)
+		return nil, fmt.Errorf("convert: %s: %v", indexPath, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("convert: %s: trailing data after the JSON object", indexPath)
 	}
 	if len(idx.WeightMap) == 0 {
-		return nil, fmt.Errorf("convert: %s: weight_map is empty", IndexFile)
+		return nil, fmt.Errorf("convert: %s: weight_map is empty", indexPath)
 	}
+	var totalSize *int64
+	if ts, ok := idx.Metadata["total_size"]; ok {
+		n, isNum := ts.(json.Number)
+		v, err := n.Int64()
+		if !isNum || err != nil || v < 0 {
+			return nil, fmt.Errorf("convert: %s: metadata total_size %v, want a non-negative integer", indexPath, ts)
+		}
+		totalSize = &v
+	}
+	names := make([]string, 0, len(idx.WeightMap))
+	for tensor := range idx.WeightMap {
+		names = append(names, tensor)
+	}
+	sort.Strings(names) // deterministic errors
 	var files []string
 	seen := map[string]bool{}
-	for tensor, f := range idx.WeightMap {
+	for _, tensor := range names {
+		f := idx.WeightMap[tensor]
 		if !filepath.IsLocal(f) {
-			return nil, fmt.Errorf("convert: %s: tensor %q: shard path %q escapes the model folder", IndexFile, tensor, f)
+			return nil, fmt.Errorf("convert: %s: tensor %q: shard path %q escapes the model folder", indexPath, tensor, f)
 		}
 		if !seen[f] {
 			seen[f] = true
@@ -308,7 +350,7 @@ func OpenSharded(dir string) (*tensorfile.Inventory, error) {
 	for _, f := range files {
 		if err := checkInside(dir, f); err != nil {
 			inv.Close()
-			return nil, fmt.Errorf("convert: %s: %w", IndexFile, err)
+			return nil, fmt.Errorf("convert: %s: %w", indexPath, err)
 		}
 		if err := openFile(inv, dir, f); err != nil {
 			inv.Close()
@@ -323,32 +365,49 @@ func OpenSharded(dir string) (*tensorfile.Inventory, error) {
 		want, ok := idx.WeightMap[e.Name]
 		if !ok {
 			inv.Close()
-			return nil, fmt.Errorf("convert: %s: tensor %q is in %s but not in the weight_map", IndexFile, e.Name, e.File)
+			return nil, fmt.Errorf("convert: %s: tensor %q is in %s but not in the weight_map", indexPath, e.Name, e.File)
 		}
 		if want != e.File {
 			inv.Close()
-			return nil, fmt.Errorf("convert: %s: tensor %q: weight_map says %s, found in %s", IndexFile, e.Name, want, e.File)
+			return nil, fmt.Errorf("convert: %s: tensor %q: weight_map says %s, found in %s", indexPath, e.Name, want, e.File)
 		}
 	}
 	if len(inv.Entries) != len(idx.WeightMap) {
-		for name, f := range idx.WeightMap {
-			if inv.Lookup(name) == nil {
+		for _, name := range names {
+			if f := idx.WeightMap[name]; inv.Lookup(name) == nil {
 				inv.Close()
-				return nil, fmt.Errorf("convert: %s: tensor %q listed in weight_map is missing from %s", IndexFile, name, f)
+				return nil, fmt.Errorf("convert: %s: tensor %q listed in weight_map is missing from %s", indexPath, name, f)
 			}
 		}
 	}
-	if ts, ok := idx.Metadata["total_size"]; ok {
+	if totalSize != nil {
 		var total int64
 		for _, e := range inv.Entries {
 			total += e.NBytes
 		}
-		if f, ok := ts.(float64); ok && int64(f) != total {
+		if *totalSize != total {
 			inv.Close()
-			return nil, fmt.Errorf("convert: %s: metadata total_size %d, tensors hold %d bytes", IndexFile, int64(f), total)
+			return nil, fmt.Errorf("convert: %s: metadata total_size %d, the shards' tensors hold %d bytes", indexPath, *totalSize, total)
 		}
 	}
 	return inv, nil
+}
+
+// readBounded reads a whole file of at most limit bytes.
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > limit {
+		return nil, fmt.Errorf("%s: %d bytes, more than the %d-byte limit", path, st.Size(), limit)
+	}
+	return io.ReadAll(io.LimitReader(f, limit))
 }
 
 // checkInside rejects a relative path that resolves (through symlinks)
