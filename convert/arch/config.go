@@ -3,7 +3,9 @@ package arch
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 )
 
 // hfConfig holds the config.json fields the Llama-family architectures
@@ -38,23 +40,69 @@ type hfConfig struct {
 	PretrainingTP         *int            `json:"pretraining_tp"`
 }
 
-// decodeConfig parses config.json into hfConfig with file/offset errors.
+// MaxConfigBytes bounds config.json; real ones are a few kilobytes.
+const MaxConfigBytes = 1 << 20
+
+// decodeConfig parses config.json into hfConfig with file/offset errors. The
+// document must be one JSON object with no duplicate top-level keys (a
+// duplicate would make the value depend on which parser reads it).
 func decodeConfig(file string, raw []byte) (*hfConfig, error) {
+	if len(raw) > MaxConfigBytes {
+		return nil, fmt.Errorf("convert: %s: %d bytes, more than the %d-byte limit for a config file", file, len(raw), MaxConfigBytes)
+	}
+	if err := checkTopLevelObject(raw); err != nil {
+		return nil, fmt.Errorf("convert: %s: %w", file, err)
+	}
 	var c hfConfig
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&c); err != nil {
-		switch e := err.(type) {
-		case *json.SyntaxError:
-			return nil, fmt.Errorf("convert: %s: invalid JSON at byte %d: %v", file, e.Offset, e)
-		case *json.UnmarshalTypeError:
-			return nil, fmt.Errorf("convert: %s: field %q: want %v, found JSON %s", file, e.Field, e.Type, e.Value)
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return nil, fmt.Errorf("convert: %s: invalid JSON at byte %d: %v", file, se.Offset, se)
+		case errors.As(err, &te):
+			return nil, fmt.Errorf("convert: %s: field %q: want %v, found JSON %s", file, te.Field, te.Type, te.Value)
 		}
 		return nil, fmt.Errorf("convert: %s: %v", file, err)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("convert: %s: trailing data after the JSON object", file)
-	}
 	return &c, nil
+}
+
+// checkTopLevelObject verifies that raw is exactly one JSON object whose
+// keys are unique, with nothing but white space after it.
+func checkTopLevelObject(raw []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("invalid JSON: %v", err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return fmt.Errorf("want a JSON object, found %v", tok)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("invalid JSON: %v", err)
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return fmt.Errorf("key %q appears twice", key)
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return fmt.Errorf("key %q: invalid JSON: %v", key, err)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return fmt.Errorf("invalid JSON: %v", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("trailing data after the JSON object")
+	}
+	return nil
 }
 
 // ConfigArchitecture returns architectures[0] of a config.json.

@@ -30,14 +30,31 @@ func init() {
 // may omit (transformers LlamaConfig / MistralConfig / Qwen2Config).
 type llamaDefaults struct {
 	rmsNormEps    float64
+	maxPositions  int
 	slidingWindow int
 	attnBias      bool // Qwen2: always true (hard-coded in the model)
 }
 
 var llamaArchDefaults = map[string]llamaDefaults{
-	"LlamaForCausalLM":   {rmsNormEps: 1e-6},
-	"MistralForCausalLM": {rmsNormEps: 1e-6, slidingWindow: 4096},
-	"Qwen2ForCausalLM":   {rmsNormEps: 1e-6, attnBias: true},
+	"LlamaForCausalLM":   {rmsNormEps: 1e-6, maxPositions: 2048},
+	"MistralForCausalLM": {rmsNormEps: 1e-6, maxPositions: 4096 * 32, slidingWindow: 4096},
+	"Qwen2ForCausalLM":   {rmsNormEps: 1e-6, maxPositions: 32768, attnBias: true},
+}
+
+// llamaLimits bound every size field of config.json, far above any real
+// model (Llama 3.1 405B: 126 layers, hidden 16384, vocab 128256) but low
+// enough that the per-layer target list, the graph and shape products stay
+// small and never overflow: a hostile config.json cannot make smelt
+// allocate without bound.
+var llamaLimits = map[string]int{
+	"hidden_size":             1 << 20,
+	"intermediate_size":       1 << 22,
+	"num_hidden_layers":       1 << 12,
+	"num_attention_heads":     1 << 12,
+	"num_key_value_heads":     1 << 12,
+	"head_dim":                1 << 12,
+	"vocab_size":              1 << 24,
+	"max_position_embeddings": 1 << 26,
 }
 
 func parseLlamaConfig(file string, raw []byte) (ir.Config, error) {
@@ -65,6 +82,9 @@ func parseLlamaConfig(file string, raw []byte) (ir.Config, error) {
 		}
 		if *p <= 0 {
 			return 0, fmt.Errorf("convert: %s: field %q is %d, want > 0", file, name, *p)
+		}
+		if limit := llamaLimits[name]; *p > limit {
+			return 0, fmt.Errorf("convert: %s: field %q is %d, more than smelt's limit of %d", file, name, *p, limit)
 		}
 		return *p, nil
 	}
@@ -106,7 +126,7 @@ func parseLlamaConfig(file string, raw []byte) (ir.Config, error) {
 	if cfg.HeadDim%2 != 0 {
 		return bad("head_dim %d is odd; rotary embeddings need an even head_dim", cfg.HeadDim)
 	}
-	cfg.MaxPositionEmbeddings = 2048
+	cfg.MaxPositionEmbeddings = def.maxPositions
 	if c.MaxPositionEmbeddings != nil {
 		if cfg.MaxPositionEmbeddings, err = need("max_position_embeddings", c.MaxPositionEmbeddings); err != nil {
 			return ir.Config{}, err
