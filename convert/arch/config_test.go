@@ -76,7 +76,9 @@ func TestParseLlamaConfig(t *testing.T) {
 				c.Arch, c.NumKVHeads, c.SlidingWindow, c.MaxPositionEmbeddings, c.RopeTheta = "MistralForCausalLM", 1, 1024, 32768, 1e6
 			})},
 		{"mistral defaults", configJSON(t, "MistralForCausalLM", nil),
-			with(func(c *ir.Config) { c.Arch, c.SlidingWindow, c.MaxPositionEmbeddings = "MistralForCausalLM", 4096, 131072 })},
+			with(func(c *ir.Config) {
+				c.Arch, c.SlidingWindow, c.MaxPositionEmbeddings = "MistralForCausalLM", 4096, 131072
+			})},
 		{"mistral sliding_window null", configJSON(t, "MistralForCausalLM", map[string]any{"sliding_window": json.RawMessage("null"), "head_dim": json.RawMessage("null")}),
 			with(func(c *ir.Config) { c.Arch, c.MaxPositionEmbeddings = "MistralForCausalLM", 131072 })},
 		{"window not smaller than the context is plain causal", configJSON(t, "MistralForCausalLM", map[string]any{"sliding_window": 4096, "max_position_embeddings": 4096}),
@@ -88,7 +90,9 @@ func TestParseLlamaConfig(t *testing.T) {
 				c.BOSTokenID, c.EOSTokenIDs = 100, []int{101, 102}
 			})},
 		{"qwen2 with use_sliding_window", configJSON(t, "Qwen2ForCausalLM", map[string]any{"sliding_window": 1024, "use_sliding_window": true}),
-			with(func(c *ir.Config) { c.Arch, c.MaxPositionEmbeddings, c.AttentionBias, c.SlidingWindow = "Qwen2ForCausalLM", 32768, true, 1024 })},
+			with(func(c *ir.Config) {
+				c.Arch, c.MaxPositionEmbeddings, c.AttentionBias, c.SlidingWindow = "Qwen2ForCausalLM", 32768, true, 1024
+			})},
 		{"llama with attention_bias", configJSON(t, "LlamaForCausalLM", map[string]any{"attention_bias": true}), with(func(c *ir.Config) { c.AttentionBias = true })},
 	}
 	for _, tt := range tests {
