@@ -2,6 +2,7 @@ package convert
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,6 +83,31 @@ func openFileByExt(path string) (*tensorfile.Inventory, error) {
 	return open(path)
 }
 
+// readConfig reads config.json, refusing files over arch.MaxConfigBytes
+// before reading them.
+func readConfig(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("convert: %s: config.json is required to map the weights onto an architecture: %w", filepath.Dir(path), err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("convert: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("convert: %s: not a regular file", path)
+	}
+	if st.Size() > arch.MaxConfigBytes {
+		return nil, fmt.Errorf("convert: %s: %d bytes, more than the %d-byte limit for a config file", path, st.Size(), arch.MaxConfigBytes)
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, arch.MaxConfigBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("convert: %s: %w", path, err)
+	}
+	return raw, nil
+}
+
 func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
@@ -98,19 +124,19 @@ func Load(path string) (*Model, error) {
 		dir = filepath.Dir(path)
 	}
 	cfgPath := filepath.Join(dir, "config.json")
-	raw, err := os.ReadFile(cfgPath)
+	raw, err := readConfig(cfgPath)
 	if err != nil {
-		return nil, fmt.Errorf("convert: %s: config.json is required to map the weights onto an architecture: %w", dir, err)
+		return nil, err
 	}
-	archName, err := arch.ConfigArchitecture("config.json", raw)
+	archName, err := arch.ConfigArchitecture(cfgPath, raw)
 	if err != nil {
 		return nil, err
 	}
 	fam, err := arch.Lookup(archName)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (in %s)", err, cfgPath)
 	}
-	cfg, err := fam.ParseConfig("config.json", raw)
+	cfg, err := fam.ParseConfig(cfgPath, raw)
 	if err != nil {
 		return nil, err
 	}
