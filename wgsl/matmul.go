@@ -1,0 +1,230 @@
+package wgsl
+
+import (
+	"fmt"
+
+	"github.com/smeltml/smelt/internal/ir"
+)
+
+// MatMulMode selects the matmul algorithm.
+type MatMulMode uint8
+
+// Matmul modes.
+const (
+	// GEMV: decode. Each workgroup of 256 invocations computes 256/ThreadsPerRow
+	// outputs of one token row; the ThreadsPerRow invocations of an output
+	// read consecutive u32 words of its weight row (coalesced) and reduce
+	// through workgroup memory. Weights are read once per token row.
+	GEMV MatMulMode = iota + 1
+	// GEMM: prefill. 16x16 invocations compute a 32-token x 64-output tile,
+	// staging x and dequantized weights through workgroup memory in steps
+	// of 16 along K. Weights are read once per 32 token rows.
+	GEMM
+)
+
+// String returns "gemv" or "gemm".
+func (m MatMulMode) String() string {
+	switch m {
+	case GEMV:
+		return "gemv"
+	case GEMM:
+		return "gemm"
+	}
+	return fmt.Sprintf("mode(%d)", uint8(m))
+}
+
+// MatMul is y = x · Wᵀ (+ bias) over the row range [RowStart, RowStart +
+// RowCount) of W [N, K] (reference: ref.MatMul):
+//
+//	y[t, RowStart + r] = sum_k x[t, k] * w(RowStart + r, k) + bias[r],  r < RowCount
+//
+// Bindings, in order: 0 step (uniform Step); 1 x f32 [T, K]; the weight
+// bindings of Weights ("w", or "qweight", "scales" and, asymmetric,
+// "zeros"), holding only rows RowStart.. RowStart+RowCount-1 from byte 0;
+// then "bias" f32 [RowCount] when Bias; last y f32 [T, N] (read_write; only
+// columns of the row range are written). With LastRow, x row step.rows-1
+// is the only input row and y is [1, N] (logits of the last token).
+//
+// A weight over the binding limit is split by codegen into several
+// instances with disjoint row ranges writing the same y.
+//
+// Dispatch(T): GEMV (ceil(RowCount/(256/ThreadsPerRow)), T, 1), 1 in y with
+// LastRow; GEMM (ceil(RowCount/64), ceil(T/32), 1).
+type MatMul struct {
+	Mode          MatMulMode
+	K, N          int
+	RowStart      int
+	RowCount      int // 0 means N - RowStart
+	Weights       Weights
+	Bias          bool
+	Compute       ir.DType // F32; F16 (GEMV only) multiplies in f16 per u32 word, accumulates in f32
+	ThreadsPerRow int      // GEMV: power of two <= 256; 0 picks a default from K
+	LastRow       bool     // GEMV: read only x row step.rows-1, write y row 0
+}
+
+func (p MatMul) rows() int {
+	if p.RowCount == 0 {
+		return p.N - p.RowStart
+	}
+	return p.RowCount
+}
+
+// elemsPerWord is how many weights one GEMV step of one invocation reads.
+func (p MatMul) elemsPerWord() int {
+	switch p.Weights.Type {
+	case ir.F32:
+		if p.K%4 == 0 {
+			return 4
+		}
+		return 1
+	case ir.F16:
+		return 2
+	}
+	return 32 / p.Weights.Bits
+}
+
+// TPR returns the GEMV invocations per output row (the default when
+// ThreadsPerRow is 0): nextPow2(words per row / 8) clamped to [4, 64].
+func (p MatMul) TPR() int {
+	if p.ThreadsPerRow != 0 {
+		return p.ThreadsPerRow
+	}
+	words := p.K / p.elemsPerWord()
+	return min(64, max(4, nextPow2(words)/8))
+}
+
+// Name implements Kernel.
+func (p MatMul) Name() string {
+	s := fmt.Sprintf("matmul_%v_%v_k%d_n%d", p.Mode, p.Weights, p.K, p.N)
+	if p.RowStart != 0 || p.rows() != p.N {
+		s += fmt.Sprintf("_r%d+%d", p.RowStart, p.rows())
+	}
+	if p.Bias {
+		s += "_bias"
+	}
+	s += "_c" + p.Compute.String()
+	if p.Mode == GEMV {
+		s += fmt.Sprintf("_tpr%d", p.TPR())
+	}
+	if p.LastRow {
+		s += "_last"
+	}
+	return s
+}
+
+// Validate implements Kernel.
+func (p MatMul) Validate() error {
+	if p.K <= 0 || p.N <= 0 {
+		return fmt.Errorf("wgsl: matmul: shape k=%d n=%d, want > 0", p.K, p.N)
+	}
+	if p.RowStart < 0 || p.RowCount < 0 || p.rows() <= 0 || p.RowStart+p.rows() > p.N {
+		return fmt.Errorf("wgsl: matmul: row range %d+%d outside [0, %d)", p.RowStart, p.RowCount, p.N)
+	}
+	if err := p.Weights.validate("matmul", p.K); err != nil {
+		return err
+	}
+	if err := checkCompute("matmul", p.Compute); err != nil {
+		return err
+	}
+	for _, b := range p.Bindings() {
+		if b.Access != Uniform && b.Size.PerRow == 0 && b.Size.Fixed > MaxBindingBytes {
+			return fmt.Errorf("wgsl: matmul: binding %q needs %d bytes, over the %d-byte binding limit: split the rows", b.Name, b.Size.Fixed, MaxBindingBytes)
+		}
+	}
+	switch p.Mode {
+	case GEMV:
+		tpr := p.TPR()
+		if !isPow2(tpr) || tpr > 256 {
+			return fmt.Errorf("wgsl: matmul: threads per row %d, want a power of two <= 256", tpr)
+		}
+		if n := ceilDiv(p.rows(), 256/tpr); n > MaxWorkgroupsPerDim {
+			return fmt.Errorf("wgsl: matmul: %d workgroups in x over %d: use more rows per workgroup or split the rows", n, MaxWorkgroupsPerDim)
+		}
+	case GEMM:
+		if p.Compute != ir.F32 {
+			return fmt.Errorf("wgsl: matmul: gemm computes in f32 only, got %v", p.Compute)
+		}
+		if p.LastRow {
+			return fmt.Errorf("wgsl: matmul: LastRow is a GEMV option")
+		}
+		if p.ThreadsPerRow != 0 {
+			return fmt.Errorf("wgsl: matmul: ThreadsPerRow is a GEMV option")
+		}
+	default:
+		return fmt.Errorf("wgsl: matmul: mode %v, want gemv or gemm", p.Mode)
+	}
+	return nil
+}
+
+// Bindings implements Kernel.
+func (p MatMul) Bindings() []Binding {
+	k, n := int64(p.K), int64(p.N)
+	bs := []Binding{stepBinding(), {Index: 1, Name: "x", Access: ReadOnly, Size: Size{PerRow: 4 * k}}}
+	bs = append(bs, p.Weights.bindings(2, p.rows(), p.K)...)
+	if p.Bias {
+		bs = append(bs, Binding{Index: len(bs), Name: "bias", Access: ReadOnly, Size: Size{Fixed: 4 * int64(p.rows())}})
+	}
+	y := Size{PerRow: 4 * n}
+	if p.LastRow {
+		y = Size{Fixed: 4 * n}
+	}
+	return append(bs, Binding{Index: len(bs), Name: "y", Access: ReadWrite, Size: y})
+}
+
+// Requires implements Kernel.
+func (p MatMul) Requires() Requirements {
+	r := Requirements{Features: features(p.Compute == ir.F16, false), Invocations: 256}
+	switch p.Mode {
+	case GEMV:
+		if p.TPR() > 1 {
+			r.WorkgroupStorage = 256 * 4
+		}
+	case GEMM:
+		r.WorkgroupStorage = (gemmTM*gemmTK + gemmTK*gemmTN) * 4
+	}
+	return r
+}
+
+const gemmTM, gemmTN, gemmTK = 32, 64, 16
+
+// Workgroup implements Kernel.
+func (p MatMul) Workgroup() [3]int {
+	if p.Mode == GEMM {
+		return [3]int{16, 16, 1}
+	}
+	return [3]int{256, 1, 1}
+}
+
+// Dispatch implements Kernel.
+func (p MatMul) Dispatch(rows int) ([3]int, error) {
+	if rows < 0 || rows > MaxWorkgroupsPerDim {
+		return [3]int{}, fmt.Errorf("wgsl: matmul: %d rows, want 0..%d", rows, MaxWorkgroupsPerDim)
+	}
+	if p.Mode == GEMM {
+		return [3]int{ceilDiv(p.rows(), gemmTN), max(1, ceilDiv(rows, gemmTM)), 1}, nil
+	}
+	if p.LastRow {
+		rows = 1
+	}
+	return [3]int{ceilDiv(p.rows(), 256/p.TPR()), max(rows, 1), 1}, nil
+}
+
+// Render implements Kernel.
+func (p MatMul) Render() (string, error) {
+	if err := p.Validate(); err != nil {
+		return "", err
+	}
+	bs := p.Bindings()
+	d := merge(p.Weights.templateData(2, p.K), map[string]any{
+		"Name": p.Name(), "N": p.N, "R0": p.RowStart, "RC": p.rows(),
+		"Bias": p.Bias, "BiasBind": len(bs) - 2, "YBind": len(bs) - 1,
+		"F16": p.Compute == ir.F16, "LastRow": p.LastRow,
+		"TPR": p.TPR(), "E": p.elemsPerWord(), "XVec": p.Mode == GEMV && p.elemsPerWord()%4 == 0,
+		"WVec4": p.Mode == GEMV && p.Weights.Type == ir.F32 && p.elemsPerWord() == 4,
+		"TM":    gemmTM, "TN": gemmTN, "TK": gemmTK,
+	})
+	if p.Mode == GEMM {
+		return render("matmul_gemm", d)
+	}
+	return render("matmul_gemv", d)
+}
