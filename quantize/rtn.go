@@ -194,11 +194,25 @@ func (q *Quantized) quantizeRow(r int, row []float32, clipMax []float32, ratio f
 			q.Zeros[r*nb+j] = zero
 		}
 		dst := q.Q[r*q.Cols+j*g : r*q.Cols+(j+1)*g]
-		for k, x := range v {
-			if clip > 0 {
-				x = min(max(x, -clip), clip)
+		if clip > 0 || scale == 0 {
+			for k, x := range v {
+				if clip > 0 {
+					x = min(max(x, -clip), clip)
+				}
+				dst[k] = code(x, scale, zero, maxq)
 			}
-			dst[k] = code(x, scale, zero, maxq)
+			continue
+		}
+		// Hot path, same arithmetic as code().
+		zf := float32(zero)
+		for k, x := range v {
+			c := float32(math.RoundToEven(float64(x/scale))) + zf
+			if c < 0 {
+				c = 0
+			} else if c > maxq {
+				c = maxq
+			}
+			dst[k] = uint8(c)
 		}
 	}
 	return nil
