@@ -1,0 +1,7 @@
+package onnx
+
+import "github.com/smeltml/smelt/convert"
+
+// Registering makes convert.OpenWeights read .onnx files in any program
+// that links this package.
+func init() { convert.RegisterOpener("onnx", Open) }
