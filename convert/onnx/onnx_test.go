@@ -79,8 +79,8 @@ func TestStories260K(t *testing.T) {
 	st := safetensorsData(t, testmodels.Path(t, "stories260K", "model.safetensors"))
 	emb := st["model.embed_tokens.weight"]
 	same := map[string]string{
-		"p.model__embed_tokens__weight":                       "model.embed_tokens.weight",
-		"p.model__norm__weight":                               "model.norm.weight",
+		"p.model__embed_tokens__weight":                        "model.embed_tokens.weight",
+		"p.model__norm__weight":                                "model.norm.weight",
 		"p.model__layers__3__post_attention_layernorm__weight": "model.layers.3.post_attention_layernorm.weight",
 	}
 	for onnxName, stName := range same {
