@@ -53,7 +53,9 @@ func Graph(seed uint64, extraBytes int64) *ir.Graph {
 		g.Tensors = append(g.Tensors, tensor("zz.extra", ir.U8, ir.Shape{extraBytes}))
 	}
 	g.SortTensors()
-	c := func(t *ir.Tensor) *ir.Value { return &ir.Value{Name: t.Name, DType: t.DType, Shape: t.Shape, Tensor: t} }
+	c := func(t *ir.Tensor) *ir.Value {
+		return &ir.Value{Name: t.Name, DType: t.DType, Shape: t.Shape, Tensor: t}
+	}
 	ids := &ir.Value{Name: "ids", DType: ir.I32, Shape: ir.Shape{-1}}
 	g.Inputs = []*ir.Value{ids}
 	node := func(name, op string, attrs map[string]any, ins ...*ir.Value) *ir.Value {
