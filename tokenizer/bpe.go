@@ -1,7 +1,7 @@
 package tokenizer
 
 import (
-		"encoding/json"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode/utf8"

@@ -12,14 +12,14 @@ import (
 // normalizer, pre-tokenizer, BPE model, post-processor template, decoder.
 type hfTokenizer struct {
 	added    *addedVocab
-	norm     normalizer    // nil: none
-	pre      preTokenizer  // nil: none
+	norm     normalizer   // nil: none
+	pre      preTokenizer // nil: none
 	bpe      *bpeModel
-	dec      decoder       // nil: tokens concatenated
-	template *template     // from the post-processor
-	byteLvl  bool          // some component is ByteLevel
-	idToTok  []string      // id -> token string (model vocab and added tokens)
-	special  []bool        // id -> added token marked special
+	dec      decoder   // nil: tokens concatenated
+	template *template // from the post-processor
+	byteLvl  bool      // some component is ByteLevel
+	idToTok  []string  // id -> token string (model vocab and added tokens)
+	special  []bool    // id -> added token marked special
 	tokToID  map[string]int
 
 	cacheMu sync.RWMutex

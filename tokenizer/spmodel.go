@@ -53,13 +53,13 @@ func parseSentencePiece(b []byte) (*spModel, error) {
 		bosID: 1, eosID: 2, unkID: 0, byID: map[string]int{},
 	}
 	var (
-		modelType      int64 = 1 // UNIGRAM is the proto default
-		byteFallback   bool
-		normName       string
-		charsmap       []byte
-		escapeWS       = true
-		suffixWS       bool
-		rebuilt        []byte // the model without its normalizer_spec
+		modelType    int64 = 1 // UNIGRAM is the proto default
+		byteFallback bool
+		normName     string
+		charsmap     []byte
+		escapeWS     = true
+		suffixWS     bool
+		rebuilt      []byte // the model without its normalizer_spec
 	)
 	err := walkProto(b, func(num protowire.Number, typ protowire.Type, v []byte, u uint64, raw []byte) error {
 		switch {
