@@ -7,6 +7,7 @@ package arch
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -66,6 +67,11 @@ func Lookup(architecture string) (*Family, error) {
 	return nil, fmt.Errorf("convert: unknown architecture %q; supported: %s", architecture, strings.Join(Supported(), ", "))
 }
 
+// entryPath is the path of the file holding e, for errors.
+func entryPath(inv *tensorfile.Inventory, e *tensorfile.Entry) string {
+	return filepath.Join(inv.Dir, e.File)
+}
+
 // Mapping is the result of mapping an inventory onto a family's targets.
 type Mapping struct {
 	Tensors []*ir.Tensor      // canonical tensors, sorted by name
@@ -88,13 +94,17 @@ func Map(f *Family, cfg ir.Config, inv *tensorfile.Inventory) (*Mapping, error) 
 			if t.Optional {
 				continue
 			}
-			return nil, fmt.Errorf("convert: %s model: tensor %q (canonical %q) not found in %s", cfg.Arch, t.Sources[0], t.Name, strings.Join(inv.Files, ", "))
+			files := make([]string, len(inv.Files))
+			for i, f := range inv.Files {
+				files[i] = filepath.Join(inv.Dir, f)
+			}
+			return nil, fmt.Errorf("convert: %s model: tensor %q (canonical %q) not found in %s", cfg.Arch, t.Sources[0], t.Name, strings.Join(files, ", "))
 		}
 		if !e.Shape.Equal(t.Shape) {
-			return nil, fmt.Errorf("convert: %s: tensor %q: shape %v, config.json implies %v", e.File, e.Name, e.Shape, t.Shape)
+			return nil, fmt.Errorf("convert: %s: tensor %q: shape %v, config.json implies %v", entryPath(inv, e), e.Name, e.Shape, t.Shape)
 		}
 		if !e.DType.IsFloat() {
-			return nil, fmt.Errorf("convert: %s: tensor %q: dtype %v, want a float type (f32, f16, bf16)", e.File, e.Name, e.DType)
+			return nil, fmt.Errorf("convert: %s: tensor %q: dtype %v, want a float type (f32, f16, bf16)", entryPath(inv, e), e.Name, e.DType)
 		}
 		used[e.Name] = true
 		m.Source[t.Name] = e.Name
@@ -109,7 +119,7 @@ func Map(f *Family, cfg ir.Config, inv *tensorfile.Inventory) (*Mapping, error) 
 		}
 		reason, ok := f.Unused(cfg, e.Name)
 		if !ok {
-			return nil, fmt.Errorf("convert: %s: source tensor %q is neither mapped nor declared unused by the %s family", e.File, e.Name, f.Name)
+			return nil, fmt.Errorf("convert: %s: source tensor %q is neither mapped nor declared unused by the %s family", entryPath(inv, e), e.Name, f.Name)
 		}
 		m.Unused[e.Name] = reason
 	}

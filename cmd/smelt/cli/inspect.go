@@ -19,6 +19,7 @@ import (
 	"github.com/x448/float16"
 
 	"github.com/smeltml/smelt/convert"
+	_ "github.com/smeltml/smelt/convert/pytorch" // registers the pytorch_model.bin reader
 	"github.com/smeltml/smelt/convert/tensorfile"
 	"github.com/smeltml/smelt/internal/ir"
 )
@@ -44,15 +45,27 @@ func NewCmdInspect(env *Env) *cobra.Command {
 safetensors or pytorch_model.bin), a single weight file, or an ONNX file, and
 reports the architecture, key configuration values, parameter count, bytes per
 dtype and a per-tensor table. Only headers are read, unless --digest is given.
+A folder is read through model.safetensors.index.json, else model.safetensors,
+else pytorch_model.bin; name a file to read that one. The parameter count is
+that of the tensors the architecture uses (a tied lm_head copy is listed as
+unused and not counted); without config.json every stored tensor counts.
+The report is built completely before anything is printed: on bad input
+inspect prints one error line on stderr, nothing on stdout, and exits 2.
 
 --digest adds the sha256 of each tensor's values as little-endian f32, so one
-model saved in different formats or dtypes can be compared: an f16 copy
-matches an f32 original when the original is hashed with --digest-round f16
-(every value rounded to f16, round-to-nearest-even, then widened to f32).`,
+model saved in different formats or dtypes can be compared. The same values
+give the same digest whatever the file format (safetensors, pytorch_model.bin,
+ONNX) or stored dtype (an f16 tensor is widened exactly to f32 first). An f16
+copy of an f32 model matches the original hashed with --digest-round f16:
+every f32 value is rounded to f16 (round to nearest, ties to even, as
+numpy/torch .half() do), widened back to f32, then hashed; equal digests mean
+the copy holds exactly the rounded original. --digest-round bf16 does the same
+for a bf16 copy.`,
 		Example: `  smelt inspect testdata/stories260K
   smelt inspect ../shared/models/ref29m --tensors 'blk\.0\.' --json
   smelt inspect model.onnx
-  smelt inspect stories260K --digest --digest-round f16   # compare with an f16 copy`,
+  smelt inspect stories260K --digest --digest-round f16   # compare with an f16 copy
+  smelt inspect stories260K/pytorch_model.bin --digest     # same digests as model.safetensors`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Path = args[0]
@@ -105,6 +118,9 @@ func runInspect(env *Env, opts *InspectOptions) error {
 	case "", "f16", "bf16":
 	default:
 		return fmt.Errorf("inspect: --digest-round %q: want f16 or bf16", opts.DigestRound)
+	}
+	if opts.DigestRound != "" && !opts.Digest {
+		return fmt.Errorf("inspect: --digest-round needs --digest")
 	}
 	rep := &InspectReport{Path: opts.Path, BytesPerDType: map[string]int64{}}
 	var inv *tensorfile.Inventory
