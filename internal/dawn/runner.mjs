@@ -119,10 +119,19 @@ async function run(job) {
   const { device } = st;
   if (st.lost) throw new Error(`device lost: ${st.lost}`);
   st.uncaptured.length = 0;
+  st.pipelines ??= new Map();
   const pipes = [];
   for (const [i, k] of job.kernels.entries()) {
-    const { errors, pipeline } = await compile(device, k);
-    if (errors.length) throw new Error(`kernel ${i}: ${errors.join('; ')}`);
+    // Pipelines are cached by source: lavapipe compiles each one at its
+    // first dispatch, which costs far more than the dispatches of a test.
+    const key = `${k.entry || 'main'}\n${k.code}`;
+    let pipeline = st.pipelines.get(key);
+    if (!pipeline) {
+      const c = await compile(device, k);
+      if (c.errors.length) throw new Error(`kernel ${i}: ${c.errors.join('; ')}`);
+      pipeline = c.pipeline;
+      st.pipelines.set(key, pipeline);
+    }
     pipes.push(pipeline);
   }
   device.pushErrorScope('validation');

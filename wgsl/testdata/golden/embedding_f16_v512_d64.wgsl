@@ -1,0 +1,44 @@
+// embedding_f16_v512_d64: embedding gather, table rows 0..512 of 512, weights f16.
+// out[t, d] = w(ids[t], d); one invocation per output element.
+// Step: rows = tokens of this step (T), pos0 = position of its first token.
+struct Step {
+  rows: u32,
+  pos0: u32,
+  pad0: u32,
+  pad1: u32,
+}
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+const W_K: u32 = 64u;
+
+// w_elem is the dequantized weight w(n, k) of local row n.
+fn w_elem(n: u32, k: u32) -> f32 {
+  let e = n * W_K + k;
+  return unpack2x16float(w[e >> 1u])[e & 1u];
+}
+
+const VOCAB: u32 = 512u;
+const R0: u32 = 0u;
+const RC: u32 = 512u;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let e = (wid.y * nwg.x + wid.x) * 256u + lid;
+  if (e >= step.rows * W_K) {
+    return;
+  }
+  let t = e / W_K;
+  let d = e % W_K;
+  let id = ids[t];
+  if (id >= R0 && id - R0 < RC) {
+    out[e] = w_elem(id - R0, d);
+  } else if (id >= VOCAB) {
+    out[e] = 0.0;
+  }
+}
