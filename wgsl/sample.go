@@ -33,7 +33,9 @@ func (p Argmax) Bindings() []Binding {
 }
 
 // Requires implements Kernel.
-func (p Argmax) Requires() Requirements { return Requirements{Invocations: 256, WorkgroupStorage: 2 * 4 * 256} }
+func (p Argmax) Requires() Requirements {
+	return Requirements{Invocations: 256, WorkgroupStorage: 2 * 4 * 256}
+}
 
 // Workgroup implements Kernel.
 func (p Argmax) Workgroup() [3]int { return [3]int{256, 1, 1} }
