@@ -192,7 +192,7 @@ type sym struct {
 // opcodes lists the pickle opcodes a checkpoint may use, by name. INST, OBJ,
 // PERSID, EXT1/2/4, NEWOBJ_EX, the set opcodes and the out-of-band buffer
 // opcodes never appear in torch checkpoints and are refused.
-var opcodes = map[byte]string{
+var opcodes = [256]string{
 	0x80: "PROTO", 0x95: "FRAME", '.': "STOP", '(': "MARK", '0': "POP", '1': "POP_MARK", '2': "DUP",
 	'N': "NONE", 0x88: "NEWTRUE", 0x89: "NEWFALSE", 'I': "INT", 'J': "BININT", 'K': "BININT1",
 	'M': "BININT2", 'L': "LONG", 0x8a: "LONG1", 0x8b: "LONG4", 'F': "FLOAT", 'G': "BINFLOAT",
@@ -212,11 +212,14 @@ var opcodes = map[byte]string{
 // unpickler never allocates more than the data holds), every global (GLOBAL,
 // and STACK_GLOBAL whose names must be literal strings) is allow-listed,
 // stack and memo accesses are in range, dict keys are hashable, and the
-// object count and MARK depth stay under their caps. It returns the length
-// of the program up to and including STOP.
+// object count and MARK depth stay under their caps, and STOP comes within
+// MaxPickleBytes. It returns the length of the program up to and including
+// STOP.
 func scanPickle(data []byte) (int, error) {
 	if len(data) > MaxPickleBytes {
-		return 0, fmt.Errorf("pickle: %d bytes, more than the %d-byte limit", len(data), MaxPickleBytes)
+		// A legacy checkpoint passes the rest of the file; the program must
+		// end (STOP) within the limit.
+		data = data[:MaxPickleBytes]
 	}
 	var (
 		stack   []sym
@@ -313,8 +316,8 @@ func scanPickle(data []byte) (int, error) {
 		at := pos
 		op := data[pos]
 		pos++
-		name, ok := opcodes[op]
-		if !ok {
+		name := opcodes[op]
+		if name == "" {
 			return 0, fmt.Errorf("pickle: offset %d: opcode 0x%02x is not allowed in a checkpoint", at, op)
 		}
 		err := func() error {

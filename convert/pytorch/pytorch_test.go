@@ -432,3 +432,19 @@ func TestCorruptStorageCRC(t *testing.T) {
 		t.Errorf("Bytes() error = %v, want a crc32 mismatch", err)
 	}
 }
+
+func TestScanPickleWindow(t *testing.T) {
+	// A legacy checkpoint's pickles are followed by the storages: only the
+	// program up to STOP counts against MaxPickleBytes.
+	data := make([]byte, MaxPickleBytes+4096)
+	copy(data, "\x80\x02}.")
+	if n, err := scanPickle(data); n != 4 || err != nil {
+		t.Errorf("scanPickle(pickle + %d trailing bytes) = %d, %v; want 4, nil", len(data)-4, n, err)
+	}
+	for i := 0; i+1 < len(data); i += 2 {
+		data[i], data[i+1] = 0x80, 2 // PROTO 2, PROTO 2, ...: no STOP within the limit
+	}
+	if _, err := scanPickle(data); err == nil || !strings.Contains(err.Error(), "no STOP opcode in 67108864 bytes") {
+		t.Errorf("scanPickle(no STOP) error = %v", err)
+	}
+}
