@@ -32,10 +32,10 @@ func RuntimeFile(name string) ([]byte, error) {
 
 // bundleRuntime lists the embedded files every bundle gets, and their
 // paths in the bundle.
+// tokenizer.js goes in only with a tokenizer (smelt.js imports it then).
 var bundleRuntime = []struct{ src, dst string }{
 	{"runtime/smelt.js", "runtime/smelt.js"},
 	{"runtime/integrity.js", "runtime/integrity.js"},
-	{"runtime/tokenizer.js", "runtime/tokenizer.js"},
 	{"runtime/index.html", "index.html"},
 }
 
@@ -85,6 +85,11 @@ func Generate(g *ir.Graph, opts Options, tokenizerJSON []byte) (*Output, error) 
 		out.Files = append(out.Files, bundle.File{Path: r.dst, Data: b})
 	}
 	if tokenizerJSON != nil {
+		b, err := fs.ReadFile(runtimeFS, "runtime/tokenizer.js")
+		if err != nil {
+			return nil, fmt.Errorf("codegen: runtime/tokenizer.js is missing from this build, so the bundle's tokenizer cannot run in the browser: %w", err)
+		}
+		out.Files = append(out.Files, bundle.File{Path: "runtime/tokenizer.js", Data: b})
 		out.Files = append(out.Files, bundle.File{Path: TokenizerPath, Data: tokenizerJSON})
 		out.Tokenizer = TokenizerPath
 	}

@@ -2,7 +2,7 @@
 //
 // An ES module with no dependencies beyond its two siblings (integrity.js:
 // manifest signatures and Subresource Integrity; tokenizer.js: the
-// tokenizer). It works on a page's main thread, in a Web Worker, and in
+// tokenizer, imported when the bundle has one). It works on a page's main thread, in a Web Worker, and in
 // Node with Dawn (npm "webgpu": the caller passes {gpu: create([])} or a
 // device; this module never imports it).
 //
@@ -23,7 +23,6 @@
 // token at a time against the KV cache on the GPU, and sample on the GPU —
 // only the chosen token id (4 bytes) is read back per step.
 import * as integrity from './integrity.js';
-import { loadTokenizer } from './tokenizer.js';
 
 const PROGRAM_VERSION = 1;
 
@@ -38,23 +37,29 @@ export class SmeltError extends Error {
 }
 
 // makeFetcher turns a base URL or an object with fetch(path) into
-// fetchPath(path) -> Promise<Response>.
+// {baseUrl, fetchImpl}: fetchImpl(url, init) -> Promise<Response>, for URLs
+// under baseUrl (integrity.js resolves file paths against baseUrl).
 function makeFetcher(source) {
   if (typeof source === 'string' || source instanceof URL) {
     let base = String(source);
     if (!base.endsWith('/')) base += '/';
-    return (path, init) => fetch(new URL(path, base), init);
+    if (globalThis.location) base = new URL(base, globalThis.location.href).href;
+    return { baseUrl: base, fetchImpl: (url, init) => fetch(url, init) };
   }
   if (source && typeof source.fetch === 'function') {
-    return (path, init) => source.fetch(path, init);
+    const base = 'smelt-bundle://bundle/';
+    return {
+      baseUrl: base,
+      fetchImpl: (url, init) => source.fetch(decodeURI(String(url).slice(base.length)), init),
+    };
   }
   throw new SmeltError('loadBundle needs a base URL or an object with a fetch(path) method');
 }
 
-async function fetchBytes(fetchPath, path) {
+async function fetchBytes(src, path) {
   let res;
   try {
-    res = await fetchPath(path);
+    res = await src.fetchImpl(new URL(path, src.baseUrl).href, { cache: 'no-store' });
   } catch (e) {
     throw new SmeltError(`fetch failed: ${e.message}`, path);
   }
@@ -91,19 +96,18 @@ const round4 = (n) => Math.ceil(n / 4) * 4;
 //   gpu           a GPU object (navigator.gpu, or Dawn's create([])); default navigator.gpu
 //   device        an existing GPUDevice (then gpu is not used)
 //   publicKeyJwk  verify manifest.sig with this key before anything else
+//   cache         a Cache (or true: the Cache API cache integrity.CACHE_NAME);
+//                 cached copies are re-verified before use
 //   onProgress    called with {phase: 'manifest'|'download'|'compile'|'ready', loaded, total, file}
 export async function loadBundle(source, opts = {}) {
-  const fetchPath = makeFetcher(source);
+  const src = makeFetcher(source);
   const progress = opts.onProgress || (() => {});
   progress({ phase: 'manifest', loaded: 0, total: 0, file: 'manifest.json' });
-  const manifestBytes = await fetchBytes(fetchPath, 'manifest.json');
+  const manifestBytes = await fetchBytes(src, 'manifest.json');
   if (opts.publicKeyJwk) {
-    const sig = await fetchBytes(fetchPath, 'manifest.sig');
-    try {
-      await integrity.verifyManifest(manifestBytes, sig, opts.publicKeyJwk);
-    } catch (e) {
-      throw new SmeltError(`signature check failed: ${e.message}`, 'manifest.sig');
-    }
+    const sig = await fetchBytes(src, 'manifest.sig');
+    // Throws integrity.SmeltIntegrityError naming manifest.sig or manifest.json.
+    await integrity.verifyManifest(manifestBytes, sig, opts.publicKeyJwk);
   }
   let manifest;
   try {
@@ -121,15 +125,16 @@ export async function loadBundle(source, opts = {}) {
     if (!f) throw new SmeltError('not listed in the manifest', path);
     return f;
   };
-  // getFile fetches a listed file and checks its integrity.
+  // getFile fetches a listed file and checks its integrity and size
+  // (integrity.js throws SmeltIntegrityError naming the file on mismatch).
   const getFile = async (path, onBytes) => {
     const f = fileEntry(path);
-    try {
-      return await integrity.fetchVerified(fetchPath, path, f.integrity, { nbytes: f.nbytes, onProgress: onBytes });
-    } catch (e) {
-      if (e instanceof SmeltError) throw e;
-      throw new SmeltError(e.message, path);
+    const bytes = await integrity.fetchVerified(src.baseUrl, path, f.integrity, { fetch: src.fetchImpl, cache: opts.cache });
+    if (bytes.byteLength !== f.nbytes) {
+      throw new integrity.SmeltIntegrityError(path, `smelt: integrity mismatch for ${path} (${bytes.byteLength} bytes, want ${f.nbytes})`);
     }
+    if (onBytes) onBytes(bytes.byteLength);
+    return bytes;
   };
 
   const device = opts.device || (await requestDevice(opts.gpu || globalThis.navigator?.gpu, manifest.requirements || {}));
@@ -141,6 +146,8 @@ export async function loadBundle(source, opts = {}) {
   // Tokenizer and kernels.
   let tokenizer = null;
   if (manifest.tokenizer) {
+    // Imported only for bundles that have a tokenizer.
+    const { loadTokenizer } = await import('./tokenizer.js');
     tokenizer = loadTokenizer(new TextDecoder().decode(await getFile(manifest.tokenizer)));
   }
 

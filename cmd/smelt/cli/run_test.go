@@ -1,0 +1,277 @@
+package cli
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/smeltml/smelt/codegen"
+	"github.com/smeltml/smelt/convert"
+	"github.com/smeltml/smelt/internal/bundle"
+	"github.com/smeltml/smelt/internal/exec"
+	"github.com/smeltml/smelt/internal/ir"
+	"github.com/smeltml/smelt/internal/testmodels"
+	"github.com/smeltml/smelt/quantize"
+	"github.com/smeltml/smelt/tokenizer"
+)
+
+// linearWeight matches the per-block linear weights the e2e tests quantize
+// (the embedding table, tied to the logits head in stories260K, stays f32).
+var linearWeight = regexp.MustCompile(`^blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$`)
+
+// quantizeGraph replaces every linear weight whose shape the scheme takes
+// by its RTN-packed form (quantize.RTN + Quantized.Tensors), updating the
+// graph's constant values; others stay as they are.
+func quantizeGraph(t *testing.T, g *ir.Graph, scheme string) {
+	t.Helper()
+	s, err := quantize.ParseScheme(scheme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repl := map[string][]*ir.Tensor{}
+	for _, tn := range g.Tensors {
+		if !linearWeight.MatchString(tn.Name) {
+			continue
+		}
+		rows, cols := int(tn.Shape[0]), int(tn.Shape[1])
+		if s.CheckShape(rows, cols) != nil {
+			continue
+		}
+		w, err := tn.Float32()
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := quantize.RTN(w, rows, cols, s, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, _, err := q.Tensors(tn.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		repl[tn.Name] = ts
+	}
+	if len(repl) == 0 {
+		t.Fatalf("scheme %s quantized no tensor", scheme)
+	}
+	var out []*ir.Tensor
+	for _, tn := range g.Tensors {
+		if ts, ok := repl[tn.Name]; ok {
+			out = append(out, ts...)
+		} else {
+			out = append(out, tn)
+		}
+	}
+	g.Tensors = out
+	g.SortTensors()
+	for _, n := range g.Nodes {
+		for _, v := range n.Inputs {
+			if v != nil && v.Tensor != nil {
+				if ts, ok := repl[v.Tensor.Name]; ok {
+					v.Tensor, v.DType, v.Shape = ts[0], ts[0].DType, ts[0].Shape
+				}
+			}
+		}
+	}
+	if err := g.Check(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeBundle runs codegen.Generate and bundle.Write.
+func writeBundle(t *testing.T, g *ir.Graph, opts codegen.Options, tok []byte) string {
+	t.Helper()
+	out, err := codegen.Generate(g, opts, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "bundle")
+	if err := bundle.Write(dir, g, out.WriteOptions()); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// goGreedy runs the Go executor on the bundle at dir: n greedy tokens after
+// ids, and the last-position logits of ids.
+func goGreedy(t *testing.T, dir string, ids []int, n int) ([]int, []float32) {
+	t.Helper()
+	g, _, err := bundle.Open(dir, bundle.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := exec.Load(g, exec.Options{Dequantize: quantize.DequantizeTensor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := m.NewSession(len(ids) + n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := s.Prefill(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := append([]float32(nil), lg...)
+	var out []int
+	for range n {
+		id := argmax(lg)
+		out = append(out, id)
+		if lg, err = s.Decode(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out, last
+}
+
+func argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// jsGreedy runs the bundle's JS runtime on Dawn: n greedy tokens after ids
+// (EOS ignored) and the last-position logits of ids.
+func jsGreedy(t *testing.T, dir string, ids []int, n int) ([]int, []float32) {
+	t.Helper()
+	var got []int
+	var logits []float32
+	err := RunNode("node", filepath.Join(testmodels.RepoRoot(), "node_modules"), dir, nil,
+		[]NodeJob{{IDs: ids, MaxTokens: n, IgnoreEOS: true}, {IDs: ids, Logits: true}},
+		func(ev NodeEvent) error {
+			switch ev.Event {
+			case "loaded":
+				t.Logf("js runtime: bundle loaded in %.0f ms", ev.Ms)
+			case "done":
+				t.Logf("js runtime: prefill %.0f ms, %d decode steps %.0f ms", ev.PrefillMs, len(ev.IDs)-1, ev.DecodeMs)
+				got = ev.IDs
+			case "logits":
+				b, err := base64.StdEncoding.DecodeString(ev.Data)
+				if err != nil {
+					return err
+				}
+				logits = make([]float32, len(b)/4)
+				for i := range logits {
+					logits[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+				}
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, logits
+}
+
+// checkSame compares the JS runtime's greedy tokens and logits with the Go
+// executor's: identical tokens, logits within 1e-3·max|logit|.
+func checkSame(t *testing.T, dir string, ids []int) {
+	t.Helper()
+	const n = 32
+	t0 := time.Now()
+	want, wantL := goGreedy(t, dir, ids, n)
+	t1 := time.Now()
+	got, gotL := jsGreedy(t, dir, ids, n)
+	t.Logf("go executor %v, js runtime on dawn (load + prefill + decode) %v", t1.Sub(t0), time.Since(t1))
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("greedy tokens after %v:\n js %v\n go %v", ids, got, want)
+	}
+	if len(gotL) != len(wantL) {
+		t.Fatalf("js logits: %d values, want %d", len(gotL), len(wantL))
+	}
+	var maxAbs, maxDiff float64
+	worst := 0
+	for i := range wantL {
+		maxAbs = math.Max(maxAbs, math.Abs(float64(wantL[i])))
+		if d := math.Abs(float64(gotL[i] - wantL[i])); d > maxDiff || math.IsNaN(d) {
+			maxDiff, worst = d, i
+		}
+	}
+	t.Logf("last-position logits: max |diff| %.3g (at %d), max |logit| %.3g", maxDiff, worst, maxAbs)
+	if !(maxDiff <= 1e-3*maxAbs) {
+		t.Errorf("logits differ by %.3g at %d (js %v, go %v), over 1e-3·max|logit| = %.3g", maxDiff, worst, gotL[worst], wantL[worst], 1e-3*maxAbs)
+	}
+}
+
+func promptIDs(t *testing.T, dir, text string) []int {
+	t.Helper()
+	tok, err := tokenizer.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := tok.EncodeWithSpecial(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// TestRunMatchesExecutorStories260K: the JS runtime on Dawn + lavapipe
+// produces the Go executor's greedy tokens and logits on the same bundle,
+// for f32, int8 and int4 weights, and for a prompt longer than one
+// prefill chunk.
+func TestRunMatchesExecutorStories260K(t *testing.T) {
+	src := filepath.Join(testmodels.RepoRoot(), "testdata", "stories260K")
+	ids := promptIDs(t, src, "Once upon a time, there was a little girl named Lily")
+	tests := []struct {
+		name   string
+		scheme string
+		opts   codegen.Options
+		ids    []int
+	}{
+		{"f32", "", codegen.Options{ContextLength: 128}, ids},
+		{"f32-chunked-prefill", "", codegen.Options{ContextLength: 128, MaxRows: 5}, ids},
+		{"int8-channel-sym", "int8-channel-sym", codegen.Options{ContextLength: 128}, ids},
+		{"int4-g32-asym", "int4-g32-asym", codegen.Options{ContextLength: 128}, ids},
+		{"int4-g32-sym-f32", "int4-g32-sym-f32", codegen.Options{ContextLength: 128}, ids},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := convert.Load(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if tt.scheme != "" {
+				quantizeGraph(t, m.Graph, tt.scheme)
+			}
+			dir := writeBundle(t, m.Graph, tt.opts, nil)
+			checkSame(t, dir, tt.ids)
+		})
+	}
+}
+
+// TestRunMatchesExecutorRef29m does the same for ref29m (f16 weights, GQA,
+// untied head) as stored, and with int4-g128 linears.
+func TestRunMatchesExecutorRef29m(t *testing.T) {
+	src := testmodels.Path(t, "ref29m")
+	ids := promptIDs(t, src, "Once upon a time, there was a little girl named")
+	for _, scheme := range []string{"", "int4-g128-asym"} {
+		name := scheme
+		if name == "" {
+			name = "f16"
+		}
+		t.Run(name, func(t *testing.T) {
+			m, err := convert.Load(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if scheme != "" {
+				quantizeGraph(t, m.Graph, scheme)
+			}
+			dir := writeBundle(t, m.Graph, codegen.Options{ContextLength: 64}, nil)
+			checkSame(t, dir, ids)
+		})
+	}
+}
+
