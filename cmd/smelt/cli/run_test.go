@@ -274,4 +274,3 @@ func TestRunMatchesExecutorRef29m(t *testing.T) {
 		})
 	}
 }
-
