@@ -256,7 +256,7 @@ func TestDecodeErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in := s
+			var in string
 			if tt.raw != nil {
 				in = tt.raw(s)
 			} else {

@@ -3,7 +3,6 @@ package manifest
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -186,10 +185,11 @@ func MarshalPublicKeyJWK(k *PublicKey) ([]byte, error) {
 	if k.alg == Ed25519 {
 		j.Kty, j.Crv, j.X = "OKP", "Ed25519", b64(k.ed)
 	} else {
-		var x, y [32]byte
-		k.ec.X.FillBytes(x[:])
-		k.ec.Y.FillBytes(y[:])
-		j.Kty, j.Crv, j.X, j.Y = "EC", "P-256", b64(x[:]), b64(y[:])
+		pt, err := k.ec.Bytes() // 0x04 || X || Y
+		if err != nil || len(pt) != 65 {
+			return nil, fmt.Errorf("manifest: P-256 public key: %v", err)
+		}
+		j.Kty, j.Crv, j.X, j.Y = "EC", "P-256", b64(pt[1:33]), b64(pt[33:])
 	}
 	raw, err := json.Marshal(j)
 	if err != nil {
@@ -227,10 +227,11 @@ func ParsePublicKeyJWK(b []byte) (*PublicKey, error) {
 			return nil, errors.New("manifest: JWK: P-256 x and y must be 32 bytes each")
 		}
 		uncompressed := append(append([]byte{4}, x...), y...)
-		if _, err := ecdh.P256().NewPublicKey(uncompressed); err != nil { // on-curve check
+		ec, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), uncompressed) // checks the point is on the curve
+		if err != nil {
 			return nil, fmt.Errorf("manifest: JWK: P-256 point: %w", err)
 		}
-		k = &PublicKey{alg: P256, ec: &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}}
+		k = &PublicKey{alg: P256, ec: ec}
 	default:
 		return nil, fmt.Errorf("manifest: JWK: kty %q crv %q unsupported (want OKP/Ed25519 or EC/P-256)", j.Kty, j.Crv)
 	}
