@@ -249,6 +249,21 @@ type source struct {
 func (s *source) Bytes() ([]byte, error) { return s.m.data[s.begin:s.end:s.end], nil }
 func (s *source) Location() string       { return s.m.name }
 
+// Release tells the kernel that the tensor's pages of the mapping are not
+// needed any more (madvise MADV_DONTNEED on the whole pages inside the
+// tensor's range), so that a pass over every tensor of a large model (a
+// digest, a conversion) keeps a flat resident set. The mapping stays valid:
+// a later Bytes faults the pages back in from the file.
+func (s *source) Release() error {
+	page := int64(os.Getpagesize())
+	begin := (s.begin + page - 1) / page * page
+	end := s.end / page * page
+	if end <= begin {
+		return nil
+	}
+	return unix.Madvise(s.m.data[begin:end], unix.MADV_DONTNEED)
+}
+
 // openFile maps one safetensors file and appends its entries to inv.
 func openFile(inv *tensorfile.Inventory, dir, rel string) error {
 	path := filepath.Join(dir, rel)

@@ -514,3 +514,29 @@ func FuzzSafetensorsHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestReleaseKeepsData checks that dropping a tensor's pages does not lose
+// its bytes: a later Bytes reads them back from the file.
+func TestReleaseKeepsData(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	ts := []WriteTensor{genTensor(rng, "small", ir.U8, 10), genTensor(rng, "big", ir.F32, 4096, 8)}
+	inv, err := OpenFile(writeFile(t, t.TempDir(), "m.safetensors", ts, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inv.Close()
+	for _, want := range ts {
+		e := inv.Lookup(want.Name)
+		r, ok := e.Source.(interface{ Release() error })
+		if !ok {
+			t.Fatal("safetensors source has no Release")
+		}
+		if err := r.Release(); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := e.Source.Bytes()
+		if !bytes.Equal(got, want.Data) {
+			t.Errorf("%s: bytes differ after Release", want.Name)
+		}
+	}
+}

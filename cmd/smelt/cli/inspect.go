@@ -193,21 +193,26 @@ func runInspect(env *Env, opts *InspectOptions) error {
 }
 
 // tensorDigest is the sha256 of the tensor's values as little-endian f32,
-// optionally rounded to f16/bf16 first.
+// optionally rounded to f16/bf16 first. Values are decoded in chunks, so
+// memory stays flat whatever the tensor's size.
 func tensorDigest(e *tensorfile.Entry, round string) (string, error) {
 	b, err := e.Source.Bytes()
 	if err != nil {
 		return "", fmt.Errorf("inspect: %s: tensor %q: %w", e.File, e.Name, err)
 	}
-	vals, err := ir.DecodeFloat32(e.DType, b)
-	if err != nil {
-		return "", fmt.Errorf("inspect: %s: tensor %q: %w", e.File, e.Name, err)
+	size := e.DType.Bits() / 8
+	if size == 0 || e.DType.Bits()%8 != 0 {
+		return "", fmt.Errorf("inspect: %s: tensor %q: cannot digest %v values", e.File, e.Name, e.DType)
 	}
+	const chunk = 4096
 	h := sha256.New()
-	buf := make([]byte, 4*4096)
-	for i := 0; i < len(vals); i += 4096 {
-		chunk := vals[i:min(i+4096, len(vals))]
-		for j, v := range chunk {
+	buf := make([]byte, 4*chunk)
+	for off := 0; off < len(b); off += chunk * size {
+		vals, err := ir.DecodeFloat32(e.DType, b[off:min(off+chunk*size, len(b))])
+		if err != nil {
+			return "", fmt.Errorf("inspect: %s: tensor %q: %w", e.File, e.Name, err)
+		}
+		for j, v := range vals {
 			switch round {
 			case "f16":
 				v = float16.Fromfloat32(v).Float32()
@@ -216,7 +221,10 @@ func tensorDigest(e *tensorfile.Entry, round string) (string, error) {
 			}
 			binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(v))
 		}
-		h.Write(buf[:4*len(chunk)])
+		h.Write(buf[:4*len(vals)])
+	}
+	if r, ok := e.Source.(interface{ Release() error }); ok {
+		r.Release() // advisory: drop the mmapped pages from the resident set
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
