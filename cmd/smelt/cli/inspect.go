@@ -19,6 +19,7 @@ import (
 	"github.com/x448/float16"
 
 	"github.com/smeltml/smelt/convert"
+	_ "github.com/smeltml/smelt/convert/onnx"    // registers the .onnx reader
 	_ "github.com/smeltml/smelt/convert/pytorch" // registers the pytorch_model.bin reader
 	"github.com/smeltml/smelt/convert/tensorfile"
 	"github.com/smeltml/smelt/internal/ir"

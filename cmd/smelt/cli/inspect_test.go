@@ -17,7 +17,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/x448/float16"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/smeltml/smelt/convert"
+	"github.com/smeltml/smelt/convert/onnx/onnxpb"
 	"github.com/smeltml/smelt/convert/safetensors"
 	"github.com/smeltml/smelt/internal/ir"
 	"github.com/smeltml/smelt/internal/testmodels"
@@ -266,6 +269,123 @@ func osSystemPickle() []byte {
 	return b.Bytes()
 }
 
+// onnxExternal is an ONNX model whose one initializer keeps its data in an
+// external file at location.
+func onnxExternal(t *testing.T, location string) []byte {
+	t.Helper()
+	m := &onnxpb.ModelProto{
+		IrVersion: 8, ProducerName: "smelt-test", OpsetImport: []*onnxpb.OperatorSetIdProto{{Version: 17}},
+		Graph: &onnxpb.GraphProto{Name: "g", Initializer: []*onnxpb.TensorProto{{
+			Name: "w", DataType: int32(onnxpb.TensorProto_FLOAT), Dims: []int64{2},
+			DataLocation: onnxpb.TensorProto_EXTERNAL,
+			ExternalData: []*onnxpb.StringStringEntryProto{{Key: "location", Value: location}},
+		}}},
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestInspectONNX lists the stories260K ONNX export: 48 f32 initializers,
+// 292,800 values (the HF folder's 260,032 plus the untied lm_head copy). The
+// export stores every linear weight transposed (MatMul takes [in, out]), so
+// values are checked against the safetensors file: the embedding and norm
+// weights are identical (same digest), and each HF linear weight W, and the
+// embedding as lm_head, appears as exactly one initializer equal to W^T.
+func TestInspectONNX(t *testing.T) {
+	path := testmodels.Path(t, "stories260K-onnx", "model.onnx")
+	rep := inspectJSON(t, "--digest", path)
+	if rep.Format != "onnx" || len(rep.Tensors) != 48 || rep.Parameters != 292800 || rep.Config != nil {
+		t.Fatalf("format %q, %d tensors, %d parameters, config %v; want onnx, 48, 292800, none", rep.Format, len(rep.Tensors), rep.Parameters, rep.Config)
+	}
+	code, out, _ := smelt(t, "inspect", path)
+	if code != 0 || !strings.Contains(out, "parameters:                292,800\n") {
+		t.Errorf("text inspect of the ONNX file: exit %d, no 292,800 parameters line:\n%s", code, out)
+	}
+	st := inspectJSON(t, "--digest", testmodels.Path(t, "stories260K"))
+	stDigest := digests(st)
+	wantShapes := map[string]int{"[64 512]": 1} // the lm_head copy, transposed
+	for _, tn := range st.Tensors {
+		s := tn.Shape
+		if len(s) == 2 && tn.Name != "model.embed_tokens.weight" {
+			s = []int64{s[1], s[0]}
+		}
+		wantShapes[ir.Shape(s).String()]++
+	}
+	gotShapes := map[string]int{}
+	for _, tn := range rep.Tensors {
+		if tn.DType != "f32" {
+			t.Errorf("%s: dtype %s, want f32", tn.Name, tn.DType)
+		}
+		gotShapes[ir.Shape(tn.Shape).String()]++
+		if name, ok := strings.CutPrefix(tn.Name, "p."); ok {
+			hf := strings.ReplaceAll(name, "__", ".")
+			if stDigest[hf] == "" || stDigest[hf] != tn.Digest {
+				t.Errorf("%s: digest %s, safetensors %s has %s", tn.Name, tn.Digest, hf, stDigest[hf])
+			}
+		}
+	}
+	if diff := cmp.Diff(wantShapes, gotShapes); diff != "" {
+		t.Errorf("shapes (-HF folder +ONNX):\n%s", diff)
+	}
+
+	onnxInv, err := convert.OpenWeights(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer onnxInv.Close()
+	stInv, err := convert.OpenWeights(testmodels.Path(t, "stories260K"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stInv.Close()
+	values := func(e interface{ Bytes() ([]byte, error) }) []float32 {
+		b, err := e.Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := ir.DecodeFloat32(ir.F32, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	used := map[string]bool{}
+	matched := 0
+	for _, e := range stInv.Entries {
+		if len(e.Shape) != 2 {
+			continue
+		}
+		w, rows, cols := values(e.Source), int(e.Shape[0]), int(e.Shape[1])
+		wt := make([]float32, len(w))
+		for r := 0; r < rows; r++ {
+			for c := 0; c < cols; c++ {
+				wt[c*rows+r] = w[r*cols+c]
+			}
+		}
+		found := 0
+		for _, o := range onnxInv.Entries {
+			if !strings.HasPrefix(o.Name, "onnx::MatMul") || used[o.Name] || !o.Shape.Equal(ir.Shape{int64(cols), int64(rows)}) {
+				continue
+			}
+			if cmp.Equal(values(o.Source), wt) {
+				used[o.Name] = true
+				found++
+				break
+			}
+		}
+		if found != 1 {
+			t.Errorf("%s: %d ONNX initializers hold its transpose, want 1", e.Name, found)
+		}
+		matched += found
+	}
+	if matched != 36 || len(used) != 36 {
+		t.Errorf("%d HF matrices matched %d ONNX MatMul initializers, want 36 (35 linear + the embedding as lm_head)", matched, len(used))
+	}
+}
+
 // TestInspectHostile feeds hostile files through the CLI: each must give
 // exit 2, nothing on stdout, and one line on stderr naming the file and the
 // problem.
@@ -303,6 +423,9 @@ func TestInspectHostile(t *testing.T) {
 		{"index escaping the folder", map[string][]byte{"model.safetensors.index.json": []byte(`{"weight_map":{"a":"../../etc/passwd"}}`)}, "", `shard path "../../etc/passwd" escapes the model folder`, "model.safetensors.index.json"},
 		{"pickle calling os.system", map[string][]byte{"pytorch_model.bin": torchZip(t, osSystemPickle())}, "pytorch_model.bin", `disallowed global "os.system"`, "pytorch_model.bin"},
 		{"pickle calling os.system with config.json", map[string][]byte{"pytorch_model.bin": torchZip(t, osSystemPickle()), "config.json": config}, "", `disallowed global "os.system"`, "pytorch_model.bin"},
+		{"onnx external data outside the folder", map[string][]byte{"model.onnx": onnxExternal(t, "../secret.bin")}, "model.onnx", `external data location "../secret.bin" escapes the model folder`, "model.onnx"},
+		{"onnx external data absolute", map[string][]byte{"model.onnx": onnxExternal(t, "/etc/passwd")}, "model.onnx", `external data location "/etc/passwd" escapes the model folder`, "model.onnx"},
+		{"onnx that is not protobuf", map[string][]byte{"model.onnx": []byte("\xff\xff\xff\xff garbage")}, "model.onnx", "", "model.onnx"},
 		{"bin that is not a zip", map[string][]byte{"pytorch_model.bin": []byte("not a checkpoint at all")}, "pytorch_model.bin", "", "pytorch_model.bin"},
 	}
 	for _, tt := range tests {
