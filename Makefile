@@ -32,11 +32,20 @@ fuzz:
 	    echo "fuzz $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
+# Benchmarks, compared with benchstat. BENCH and BENCHPKGS narrow the run;
+# BENCHCOUNT repeats. The large-data benchmarks (1 GiB shard write, 2.2 GB
+# sharded open) honour -benchtime; run them alone with BENCHTIME=1x.
+BENCH      ?= .
+BENCHPKGS  ?= ./...
+BENCHCOUNT ?= 5
+BENCHTIME  ?= 1s
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=10 ./... | tee bench.out
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) -count=$(BENCHCOUNT) $(BENCHPKGS) | tee bench.out
 
+# Rewrite golden files (every package whose tests take -update).
+GOLDENPKGS = $(sort $(dir $(shell grep -rl '"update", false' --include=*_test.go . )))
 golden:
-	$(GO) test ./... -update
+	$(GO) test -count=1 $(GOLDENPKGS) -update
 
 generate:
 	$(GO) generate ./...
