@@ -27,6 +27,7 @@ package recipe
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -36,6 +37,8 @@ import (
 	"strings"
 
 	"github.com/goccy/go-yaml"
+	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/parser"
 )
 
 // Recipe is a parsed build recipe.
@@ -58,6 +61,10 @@ type Calibration struct {
 	Sequences int    `yaml:"sequences,omitempty" json:"sequences,omitempty"` // default 128
 	Length    int    `yaml:"length,omitempty" json:"length,omitempty"`       // default 512
 	Seed      int64  `yaml:"seed,omitempty" json:"seed,omitempty"`           // default 0
+	// Holdout is the fraction of the token stream's tail never used for
+	// calibration (textdata.Split), so that validate.holdout can score
+	// text the calibration did not see. Default 0.
+	Holdout float64 `yaml:"holdout,omitempty" json:"holdout,omitempty"`
 }
 
 // Quantize is the quantization stage.
@@ -110,6 +117,10 @@ type Validate struct {
 	MaxPPLIncrease *Percent `yaml:"max_ppl_increase,omitempty" json:"max_ppl_increase,omitempty"`
 	MaxKL          *float64 `yaml:"max_kl,omitempty" json:"max_kl,omitempty"`
 	MinTop1        *float64 `yaml:"min_top1,omitempty" json:"min_top1,omitempty"`
+	// Holdout scores only the last fraction of the text's token stream
+	// (the tail a calibration with the same holdout left out). Default 0:
+	// the whole text.
+	Holdout float64 `yaml:"holdout,omitempty" json:"holdout,omitempty"`
 }
 
 // ByteSize is a size written as an integer or with a unit (32MiB, 1GB).
@@ -117,15 +128,34 @@ type ByteSize int64
 
 var sizeRe = regexp.MustCompile(`^(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?$`)
 
-// UnmarshalYAML parses 33554432, "32MiB", "1GB".
-func (b *ByteSize) UnmarshalYAML(data []byte) error {
-	s := strings.Trim(strings.TrimSpace(string(data)), `"'`)
-	v, err := ParseByteSize(s)
+// UnmarshalYAML parses 33554432, "32MiB", "1GB"; errors carry the
+// value's line:column.
+func (b *ByteSize) UnmarshalYAML(n ast.Node) error {
+	if _, ok := n.(ast.ScalarNode); !ok {
+		return atNode(n, fmt.Errorf("size: want a number like 33554432 or 32MiB, found a %s", n.Type()))
+	}
+	v, err := ParseByteSize(scalar(n))
 	if err != nil {
-		return err
+		return atNode(n, err)
 	}
 	*b = v
 	return nil
+}
+
+// scalar returns a scalar node's value without quotes.
+func scalar(n ast.Node) string {
+	if tk := n.GetToken(); tk != nil {
+		return strings.TrimSpace(tk.Value)
+	}
+	return strings.Trim(strings.TrimSpace(n.String()), `"'`)
+}
+
+// atNode prefixes err with the node's [line:column].
+func atNode(n ast.Node, err error) error {
+	if tk := n.GetToken(); tk != nil && tk.Position != nil {
+		return fmt.Errorf("[%d:%d] %w", tk.Position.Line, tk.Position.Column, err)
+	}
+	return err
 }
 
 // ParseByteSize parses a size with an optional unit.
@@ -148,12 +178,15 @@ func ParseByteSize(s string) (ByteSize, error) {
 // Percent is a fraction written as "2%" or 0.02.
 type Percent float64
 
-// UnmarshalYAML parses "2%" (= 0.02) or a plain fraction.
-func (p *Percent) UnmarshalYAML(data []byte) error {
-	s := strings.Trim(strings.TrimSpace(string(data)), `"'`)
-	v, err := ParsePercent(s)
+// UnmarshalYAML parses "2%" (= 0.02) or a plain fraction; errors carry
+// the value's line:column.
+func (p *Percent) UnmarshalYAML(n ast.Node) error {
+	if _, ok := n.(ast.ScalarNode); !ok {
+		return atNode(n, fmt.Errorf("percentage: want a number like 2%% or 0.02, found a %s", n.Type()))
+	}
+	v, err := ParsePercent(scalar(n))
 	if err != nil {
-		return err
+		return atNode(n, err)
 	}
 	*p = v
 	return nil
@@ -189,7 +222,10 @@ func Load(path string) (*Recipe, error) {
 	return r, nil
 }
 
-// Parse decodes recipe bytes strictly; name is used in errors.
+// Parse decodes recipe bytes strictly; name is used in errors. Decoding
+// errors and value errors (Check) both carry the line:column of the
+// offending value (or of the closest enclosing key when the field is
+// missing).
 func Parse(name string, data []byte) (*Recipe, error) {
 	var r Recipe
 	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
@@ -197,41 +233,87 @@ func Parse(name string, data []byte) (*Recipe, error) {
 		return nil, fmt.Errorf("recipe: %s: %s", name, strings.TrimSpace(yaml.FormatError(err, false, true)))
 	}
 	if err := r.Check(); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			if pos := position(data, fe.Field); pos != "" {
+				return nil, fmt.Errorf("recipe: %s: [%s] %w", name, pos, err)
+			}
+		}
 		return nil, fmt.Errorf("recipe: %s: %w", name, err)
 	}
 	return &r, nil
 }
 
-// Check validates values after decoding.
+// FieldError is a value error of one recipe field, named by its dotted
+// path ("quantize.rules[0].match").
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// position returns "line:column" of the value at field in the YAML source,
+// or of its closest present ancestor; "" when none is found.
+func position(data []byte, field string) string {
+	f, err := parser.ParseBytes(data, 0)
+	if err != nil {
+		return ""
+	}
+	for p := field; ; {
+		if path, err := yaml.PathString("$." + p); err == nil {
+			if n, err := path.FilterFile(f); err == nil && n != nil {
+				if m, ok := n.(*ast.MappingNode); ok && len(m.Values) > 0 {
+					n = m.Values[0].Key // a section: point at its first key
+				}
+				if tk := n.GetToken(); tk != nil && tk.Position != nil {
+					return fmt.Sprintf("%d:%d", tk.Position.Line, tk.Position.Column)
+				}
+			}
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			return "1:1" // a missing top-level field: the document
+		}
+		p = p[:i]
+	}
+}
+
+// Check validates values after decoding. Its errors are *FieldError.
 func (r *Recipe) Check() error {
 	if r.Version != 1 {
-		return fmt.Errorf("version %d: want 1", r.Version)
+		return fieldErr("version", "version %d: want 1", r.Version)
 	}
 	if r.Source == "" {
-		return fmt.Errorf("source: required (a model folder or file)")
+		return fieldErr("source", "source: required (a model folder or file)")
 	}
 	if q := r.Quantize; q != nil {
 		if q.Scheme == "" {
-			return fmt.Errorf("quantize.scheme: required (e.g. int4-g128-asym)")
+			return fieldErr("quantize.scheme", "quantize.scheme: required (e.g. int4-g128-asym)")
 		}
 		switch q.Algo {
 		case "", "rtn", "gptq", "awq":
 		default:
-			return fmt.Errorf("quantize.algo %q: want rtn, gptq or awq", q.Algo)
+			return fieldErr("quantize.algo", "quantize.algo %q: want rtn, gptq or awq", q.Algo)
 		}
 		if (q.Algo == "gptq" || q.Algo == "awq") && (q.Calibration == nil || q.Calibration.Text == "") {
-			return fmt.Errorf("quantize.calibration.text: required for algo %s", q.Algo)
+			return fieldErr("quantize.calibration.text", "quantize.calibration.text: required for algo %s", q.Algo)
 		}
 		for i, rule := range q.Rules {
 			if _, err := regexp.Compile(rule.Match); err != nil {
-				return fmt.Errorf("quantize.rules[%d].match: %v", i, err)
+				return fieldErr(fmt.Sprintf("quantize.rules[%d].match", i), "quantize.rules[%d].match: %v", i, err)
 			}
 			if rule.Scheme == "" {
-				return fmt.Errorf("quantize.rules[%d].scheme: required (a scheme name or keep)", i)
+				return fieldErr(fmt.Sprintf("quantize.rules[%d].scheme", i), "quantize.rules[%d].scheme: required (a scheme name or keep)", i)
 			}
 		}
 		if q.Damp < 0 || q.Damp >= 1 {
-			return fmt.Errorf("quantize.damp %g: want in [0, 1)", q.Damp)
+			return fieldErr("quantize.damp", "quantize.damp %g: want in [0, 1)", q.Damp)
 		}
 		if err := q.Calibration.validate("quantize.calibration"); err != nil {
 			return err
@@ -241,40 +323,46 @@ func (r *Recipe) Check() error {
 		switch p.Method {
 		case "magnitude", "wanda", "nm", "structured-mlp", "structured-heads", "layers":
 		default:
-			return fmt.Errorf("prune.method %q: want magnitude, wanda, nm, structured-mlp, structured-heads or layers", p.Method)
+			return fieldErr("prune.method", "prune.method %q: want magnitude, wanda, nm, structured-mlp, structured-heads or layers", p.Method)
 		}
 		if p.Method == "nm" {
 			if p.N <= 0 || p.M <= p.N {
-				return fmt.Errorf("prune: method nm needs 0 < n < m (e.g. n: 2, m: 4)")
+				return fieldErr("prune.n", "prune: method nm needs 0 < n < m (e.g. n: 2, m: 4)")
 			}
 		} else if !(p.Sparsity > 0 && p.Sparsity < 1) {
-			return fmt.Errorf("prune.sparsity %g: want in (0, 1)", p.Sparsity)
+			return fieldErr("prune.sparsity", "prune.sparsity %g: want in (0, 1)", p.Sparsity)
 		}
 		if p.Method == "wanda" && (p.Calibration == nil || p.Calibration.Text == "") {
-			return fmt.Errorf("prune.calibration.text: required for method wanda")
+			return fieldErr("prune.calibration.text", "prune.calibration.text: required for method wanda")
 		}
 		if err := p.Calibration.validate("prune.calibration"); err != nil {
 			return err
 		}
 	}
 	if c := r.Codegen; c != nil && c.Context < 0 {
-		return fmt.Errorf("codegen.context %d: want > 0", c.Context)
+		return fieldErr("codegen.context", "codegen.context %d: want > 0", c.Context)
 	}
 	if r.ShardSize < 0 || (r.ShardSize > 0 && r.ShardSize < 4096) {
-		return fmt.Errorf("shard_size %d: want at least 4096 bytes", r.ShardSize)
+		return fieldErr("shard_size", "shard_size %d: want at least 4096 bytes", r.ShardSize)
 	}
 	if s := r.Sign; s != nil && (s.KeyFile == "") == (s.KeyEnv == "") {
-		return fmt.Errorf("sign: set exactly one of key_file and key_env")
+		return fieldErr("sign", "sign: set exactly one of key_file and key_env")
 	}
 	if v := r.Validate; v != nil {
 		if v.Text == "" {
-			return fmt.Errorf("validate.text: required")
+			return fieldErr("validate.text", "validate.text: required")
 		}
 		if v.MinTop1 != nil && (*v.MinTop1 < 0 || *v.MinTop1 > 1) {
-			return fmt.Errorf("validate.min_top1 %g: want in [0, 1]", *v.MinTop1)
+			return fieldErr("validate.min_top1", "validate.min_top1 %g: want in [0, 1]", *v.MinTop1)
 		}
 		if v.MaxKL != nil && *v.MaxKL < 0 {
-			return fmt.Errorf("validate.max_kl %g: want >= 0", *v.MaxKL)
+			return fieldErr("validate.max_kl", "validate.max_kl %g: want >= 0", *v.MaxKL)
+		}
+		if v.Ctx < 0 || v.MaxTokens < 0 {
+			return fieldErr("validate", "validate: ctx and max_tokens must be >= 0")
+		}
+		if !(v.Holdout >= 0 && v.Holdout < 1) {
+			return fieldErr("validate.holdout", "validate.holdout %g: want in [0, 1)", v.Holdout)
 		}
 	}
 	return nil
@@ -285,7 +373,10 @@ func (c *Calibration) validate(where string) error {
 		return nil
 	}
 	if c.Sequences < 0 || c.Length < 0 {
-		return fmt.Errorf("%s: sequences and length must be positive", where)
+		return fieldErr(where, "%s: sequences and length must be positive", where)
+	}
+	if !(c.Holdout >= 0 && c.Holdout < 1) {
+		return fieldErr(where+".holdout", "%s.holdout %g: want in [0, 1)", where, c.Holdout)
 	}
 	return nil
 }

@@ -57,15 +57,19 @@ func TestParseErrors(t *testing.T) {
 		{"type error with position", "version: 1\nsource: m\ncodegen:\n  context: lots\n", "[4:"},
 		{"yaml 1.1 no is not a bool", "version: 1\nsource: m\ncodegen:\n  f16: no\n", "[4:"},
 		{"duplicate key", "version: 1\nversion: 1\nsource: m\n", "already defined"},
-		{"bad version", "version: 2\nsource: m\n", "version 2"},
+		{"bad version", "version: 2\nsource: m\n", "[1:10] version 2"},
 		{"missing source", "version: 1\n", "source: required"},
 		{"gptq without calibration", "version: 1\nsource: m\nquantize:\n  scheme: int4-g128-asym\n  algo: gptq\n", "calibration.text"},
-		{"bad algo", "version: 1\nsource: m\nquantize:\n  scheme: int4-g128-asym\n  algo: hqq\n", "algo \"hqq\""},
-		{"bad regex", "version: 1\nsource: m\nquantize:\n  scheme: s\n  rules:\n    - match: '('\n      scheme: keep\n", "rules[0].match"},
-		{"bad size", "version: 1\nsource: m\nshard_size: 32 potatoes\n", "size"},
+		{"bad algo", "version: 1\nsource: m\nquantize:\n  scheme: int4-g128-asym\n  algo: hqq\n", "[5:9] quantize.algo \"hqq\""},
+		{"bad regex", "version: 1\nsource: m\nquantize:\n  scheme: s\n  rules:\n    - match: '('\n      scheme: keep\n", "[6:14] quantize.rules[0].match"},
+		{"bad size", "version: 1\nsource: m\nshard_size: 32 potatoes\n", "[3:13] size \"32 potatoes\""},
+		{"size is not a scalar", "version: 1\nsource: m\nshard_size: [1]\n", "[3:13] size: want a number"},
 		{"bad percent", "version: 1\nsource: m\nvalidate:\n  text: t\n  max_ppl_increase: lots%\n", "percentage"},
 		{"two keys", "version: 1\nsource: m\nsign:\n  key_file: a\n  key_env: B\n", "exactly one"},
-		{"prune sparsity", "version: 1\nsource: m\nprune:\n  method: magnitude\n  sparsity: 1.5\n", "sparsity"},
+		{"prune sparsity", "version: 1\nsource: m\nprune:\n  method: magnitude\n  sparsity: 1.5\n", "[5:13] prune.sparsity"},
+		{"calibration holdout", "version: 1\nsource: m\nquantize:\n  scheme: s\n  algo: gptq\n  calibration:\n    text: c\n    holdout: 1.5\n", "[8:14] quantize.calibration.holdout"},
+		{"validate holdout", "version: 1\nsource: m\nvalidate:\n  text: t\n  holdout: -0.1\n", "[5:12] validate.holdout"},
+		{"missing field points at its parent", "version: 1\nsource: m\nvalidate:\n  ctx: 8\n", "[4:3] validate.text: required"},
 		{"prune nm", "version: 1\nsource: m\nprune:\n  method: nm\n  n: 4\n  m: 2\n", "0 < n < m"},
 	}
 	for _, tt := range tests {
@@ -77,8 +81,8 @@ func TestParseErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not contain %q", err, tt.want)
 			}
-			if !strings.HasPrefix(err.Error(), "recipe: r.yaml: ") {
-				t.Errorf("error %q lacks the recipe: r.yaml: prefix", err)
+			if !strings.HasPrefix(err.Error(), "recipe: r.yaml: [") {
+				t.Errorf("error %q lacks the recipe: r.yaml: [line:column] prefix", err)
 			}
 		})
 	}
