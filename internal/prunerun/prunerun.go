@@ -1,8 +1,9 @@
 // Package prunerun is the part of `smelt prune` that runs models: it
 // gathers the calibration statistics package prune needs (Wanda's input
 // norms, activation importance of MLP channels and attention heads, block
-// influence) with the reference executor, runs the pure pass, and measures
-// the perplexity change. Package prune itself stays free of I/O.
+// influence) with the reference executor and runs the pure pass. Package
+// prune itself stays free of I/O; `smelt prune --validate` measures the
+// perplexity change with quantrun.Compare, the code of `smelt validate`.
 //
 // # Statistics
 //
@@ -30,10 +31,8 @@ import (
 	"math"
 	"time"
 
-	"github.com/smeltml/smelt/internal/compare"
 	"github.com/smeltml/smelt/internal/exec"
 	"github.com/smeltml/smelt/internal/ir"
-	"github.com/smeltml/smelt/internal/quantrun"
 	"github.com/smeltml/smelt/prune"
 )
 
@@ -148,7 +147,7 @@ func Prune(g *ir.Graph, opts prune.Options, seqs [][]int) (*Result, error) {
 			return nil, fmt.Errorf("prune: method %s ranks by calibration activations: give calibration data", opts.Method)
 		}
 		t0 := time.Now()
-		m, err := quantrun.LoadModel(g)
+		m, err := exec.Load(g, exec.Options{}) // prune takes float weights only
 		if err != nil {
 			return nil, err
 		}
@@ -165,20 +164,4 @@ func Prune(g *ir.Graph, opts prune.Options, seqs [][]int) (*Result, error) {
 	}
 	res.Prune = time.Since(t1)
 	return res, nil
-}
-
-// Validate scores ids with both graphs by the perplexity protocol
-// (textdata.Windows with context ctx and stride, every scored target fed
-// to a compare.Accumulator; see quantrun.Compare): the report's
-// PPLReference is before's perplexity, PPLCandidate after's.
-func Validate(before, after *ir.Graph, ids []int, ctx, stride int) (compare.Report, error) {
-	ref, err := quantrun.LoadModel(before)
-	if err != nil {
-		return compare.Report{}, err
-	}
-	cand, err := quantrun.LoadModel(after)
-	if err != nil {
-		return compare.Report{}, err
-	}
-	return quantrun.Compare(ref, cand, ids, ctx, stride, nil)
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/smeltml/smelt/convert/arch"
 	"github.com/smeltml/smelt/internal/exec"
 	"github.com/smeltml/smelt/internal/ir"
-	"github.com/smeltml/smelt/internal/textdata"
 	"github.com/smeltml/smelt/prune"
 )
 
@@ -286,26 +285,17 @@ func TestWandaBeatsMagnitudeOnModel(t *testing.T) {
 	}
 }
 
-// TestValidateStructured: structured pruning with activation importance
-// (MLP channels, heads, layers by block influence) gives graphs the
-// executor runs (finite perplexity, every target of the protocol scored,
-// predictions changed); validating a model against itself changes nothing.
-func TestValidateStructured(t *testing.T) {
+// TestStructuredActivations: structured pruning ranked by activations
+// (MLP channels, heads, and layers by block influence) gives graphs the
+// executor runs with a finite perplexity.
+func TestStructuredActivations(t *testing.T) {
 	cfg := testConfig
 	g := randomGraph(t, cfg, 7, nil)
 	calib := randomSeqs(8, 4, 16, cfg.VocabSize)
 	held := randomSeqs(9, 1, 100, cfg.VocabSize)[0]
-	ws, err := textdata.Windows(held, 32, 32)
+	dense, err := load(t, g).Perplexity(held, 32, 32, nil)
 	if err != nil {
 		t.Fatal(err)
-	}
-	scored := textdata.ScoredTargets(ws)
-	same, err := Validate(g, g, held, 32, 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if same.PPLIncrease != 0 || same.MeanKL > 1e-12 || same.Top1Agreement != 1 {
-		t.Errorf("a model against itself: %+v", same)
 	}
 	for _, o := range []prune.Options{
 		{Method: "structured-mlp", Sparsity: 0.25, Importance: "activations", Align: 8},
@@ -319,13 +309,13 @@ func TestValidateStructured(t *testing.T) {
 		if o.Method == "layers" && len(res.Stats.BlockInfluence) != cfg.NumLayers {
 			t.Errorf("layers: no block influence collected")
 		}
-		r, err := Validate(g, res.Graph, held, 32, 32)
+		r, err := load(t, res.Graph).Perplexity(held, 32, 32, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s: ppl %.4f → %.4f, top-1 %.3f", o.Method, r.PPLReference, r.PPLCandidate, r.Top1Agreement)
-		if math.IsNaN(r.PPLCandidate) || math.IsInf(r.PPLCandidate, 0) || r.Tokens != scored || r.MeanKL <= 0 {
-			t.Errorf("%s: report %+v", o.Method, r)
+		t.Logf("%s: ppl %.4f → %.4f", o.Method, dense.PPL, r.PPL)
+		if math.IsNaN(r.PPL) || math.IsInf(r.PPL, 0) || r.PPL == dense.PPL {
+			t.Errorf("%s: perplexity %v (dense %v)", o.Method, r.PPL, dense.PPL)
 		}
 	}
 }
