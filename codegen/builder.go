@@ -27,6 +27,7 @@ type builder struct {
 	kernels map[string]wgsl.Kernel
 	buffers map[string]int // name -> index in prog.Buffers
 	weights map[string]int64
+	nconst  int
 
 	// per pass
 	pass     *Pass

@@ -3,11 +3,13 @@ package codegen
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/smeltml/smelt/wgsl"
 )
 
 // ProgramVersion is the version of the program format this package writes
 // and the runtime (runtime/smelt.js) reads.
-const ProgramVersion = 1
+const ProgramVersion = 2
 
 // Program is the dispatch program of a bundle, stored as manifest.program.
 // The runtime executes it without making decisions: it allocates Buffers,
@@ -46,6 +48,9 @@ type Buffer struct {
 	Name string `json:"name"`
 	Kind string `json:"kind"` // one of the BufferKind constants
 	Size int64  `json:"size"`
+	// Data is the content of a KindConst buffer (Size bytes, little-endian;
+	// base64 in JSON), written once when the bundle loads.
+	Data []byte `json:"data,omitempty"`
 }
 
 // Buffer kinds.
@@ -55,6 +60,7 @@ const (
 	KindActivation = "activation" // STORAGE (reused between values with disjoint lifetimes)
 	KindKV         = "kv"         // STORAGE (KV cache of one layer, zero-initialized)
 	KindOutput     = "output"     // STORAGE | COPY_SRC (logits, token)
+	KindConst      = "const"      // STORAGE | COPY_DST, holding Data (RoPE inverse frequencies)
 )
 
 // WeightBind lists a stored tensor the program binds. The runtime finds the
@@ -128,13 +134,38 @@ func (p *Program) check() error {
 		if b.Size <= 0 || b.Size%4 != 0 {
 			return fmt.Errorf("codegen: program: buffer %q has size %d, want a positive multiple of 4", b.Name, b.Size)
 		}
+		switch b.Kind {
+		case KindConst:
+			if int64(len(b.Data)) != b.Size {
+				return fmt.Errorf("codegen: program: const buffer %q has %d bytes of data, want its size %d", b.Name, len(b.Data), b.Size)
+			}
+		case KindUniform, KindInput, KindActivation, KindKV, KindOutput:
+			if len(b.Data) != 0 {
+				return fmt.Errorf("codegen: program: %s buffer %q has data (only const buffers do)", b.Kind, b.Name)
+			}
+		default:
+			return fmt.Errorf("codegen: program: buffer %q has unknown kind %q", b.Name, b.Kind)
+		}
 		bufs[b.Name] = b
 	}
 	weights := map[string]bool{}
 	for _, w := range p.Weights {
 		weights[w.Tensor] = true
 	}
-	for _, io := range []string{p.Inputs.IDs, p.Inputs.Step, p.Inputs.Logits, p.Inputs.Token} {
+	ios := []string{p.Inputs.IDs, p.Inputs.Step, p.Inputs.Logits, p.Inputs.Token}
+	if p.Sample != nil || p.Inputs.SampleParams != "" {
+		if p.Sample == nil || p.Inputs.SampleParams == "" {
+			return fmt.Errorf("codegen: program: a sample pass needs io.sample_params and the other way round")
+		}
+		if p.SampleMaxK < 1 {
+			return fmt.Errorf("codegen: program: sample_max_k %d, want >= 1", p.SampleMaxK)
+		}
+		ios = append(ios, p.Inputs.SampleParams)
+	}
+	if p.ContextLength < 1 || p.MaxRows < 1 || p.VocabSize < 1 {
+		return fmt.Errorf("codegen: program: context length %d, max rows %d, vocab size %d: want >= 1", p.ContextLength, p.MaxRows, p.VocabSize)
+	}
+	for _, io := range ios {
 		if _, ok := bufs[io]; !ok {
 			return fmt.Errorf("codegen: program: io buffer %q is not defined", io)
 		}
@@ -147,12 +178,27 @@ func (p *Program) check() error {
 		if len(ps.Rows) == 0 {
 			return fmt.Errorf("codegen: program: pass %s has no row buckets", name)
 		}
+		for i, r := range ps.Rows {
+			if r < 1 || r > p.MaxRows || (i > 0 && r <= ps.Rows[i-1]) {
+				return fmt.Errorf("codegen: program: pass %s: row buckets %v, want ascending values in [1, %d]", name, ps.Rows, p.MaxRows)
+			}
+		}
 		for i, s := range ps.Steps {
+			if s.Kernel == "" {
+				return fmt.Errorf("codegen: program: pass %s step %d (%s) names no kernel", name, i, s.Node)
+			}
 			if len(s.Workgroups) != len(ps.Rows) {
 				return fmt.Errorf("codegen: program: pass %s step %d (%s): %d workgroup entries for %d row buckets", name, i, s.Node, len(s.Workgroups), len(ps.Rows))
 			}
+			for _, wg := range s.Workgroups {
+				for _, n := range wg {
+					if n < 0 || n > wgsl.MaxWorkgroupsPerDim {
+						return fmt.Errorf("codegen: program: pass %s step %d (%s): workgroup count %v outside [0, %d]", name, i, s.Node, wg, wgsl.MaxWorkgroupsPerDim)
+					}
+				}
+			}
 			for j, b := range s.Bindings {
-				if b.Offset%4 != 0 || b.Size <= 0 || b.Size%4 != 0 {
+				if b.Offset < 0 || b.Offset%4 != 0 || b.Size <= 0 || b.Size%4 != 0 {
 					return fmt.Errorf("codegen: program: pass %s step %d (%s) binding %d: offset %d size %d, want multiples of 4", name, i, s.Node, j, b.Offset, b.Size)
 				}
 				switch {
@@ -161,7 +207,7 @@ func (p *Program) check() error {
 					if !ok {
 						return fmt.Errorf("codegen: program: pass %s step %d (%s): buffer %q is not defined", name, i, s.Node, b.Buffer)
 					}
-					if b.Offset+b.Size > buf.Size {
+					if b.Size > buf.Size-b.Offset {
 						return fmt.Errorf("codegen: program: pass %s step %d (%s): binding [%d, +%d) outside buffer %q of %d bytes", name, i, s.Node, b.Offset, b.Size, b.Buffer, buf.Size)
 					}
 				case b.Tensor != "" && b.Buffer == "":

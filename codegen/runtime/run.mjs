@@ -9,11 +9,14 @@
 //           "jobs": [{"prompt": "text"} | {"ids": [1, 2]}, with
 //                     "max_tokens", "temperature", "top_k", "top_p", "seed",
 //                     "ignore_eos", "logits": true (last-position logits
-//                     instead of generation)]}
+//                     instead of generation), "trace": true (a "step" event
+//                     per generated token with the logits the sampler saw
+//                     and its uniform draw)]}
 // Output, one JSON object per line: {"event":"progress",...},
 // {"event":"loaded","ms":..}, per job {"event":"token","job":i,"id":..,"text":".."}
 // then {"event":"done","job":i,"prompt_ids":[..],"ids":[..],"text":"..",
 // "prefill_ms":..,"decode_ms":..} or {"event":"logits","job":i,"data":"<base64 f32>"};
+// traced jobs also print {"event":"step","job":i,"id":..,"rand":r|null,"data":"<base64 f32>"};
 // on failure {"event":"error","message":".."} and exit status 1.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -71,6 +74,12 @@ async function main() {
       maxTokens: job.max_tokens ?? 32, temperature: job.temperature ?? 0, topK: job.top_k ?? 0,
       topP: job.top_p ?? 1, seed: job.seed ?? 0, ignoreEOS: !!job.ignore_eos,
     };
+    if (job.trace) {
+      opts.onStep = ({ token, logits, rand }) => emit({
+        event: 'step', job: i, id: token, rand,
+        data: Buffer.from(logits.buffer, logits.byteOffset, logits.byteLength).toString('base64'),
+      });
+    }
     const out = [];
     const dec = model.tokenizer && model.tokenizer.streamDecoder ? model.tokenizer.streamDecoder() : null;
     let prev = '';

@@ -24,7 +24,7 @@
 // only the chosen token id (4 bytes) is read back per step.
 import * as integrity from './integrity.js';
 
-const PROGRAM_VERSION = 1;
+const PROGRAM_VERSION = 2;
 
 // SmeltError is what every failure of this module throws; .file names the
 // bundle file involved when there is one.
@@ -85,7 +85,16 @@ const BUFFER_USAGE = () => ({
   activation: GPUBufferUsage.STORAGE,
   kv: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
   output: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+  const: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
 });
+
+// base64Bytes decodes a base64 string (how JSON carries a const buffer's data).
+function base64Bytes(s) {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
 
 const round4 = (n) => Math.ceil(n / 4) * 4;
 
@@ -245,7 +254,13 @@ export async function loadBundle(source, opts = {}) {
   const bufs = new Map();
   for (const b of program.buffers) {
     if (!(b.kind in usage)) throw new SmeltError(`program buffer "${b.name}" has unknown kind "${b.kind}"`, 'manifest.json');
-    bufs.set(b.name, device.createBuffer({ label: b.name, size: b.size, usage: usage[b.kind] }));
+    const buf = device.createBuffer({ label: b.name, size: b.size, usage: usage[b.kind] });
+    if (b.kind === 'const') {
+      const data = base64Bytes(b.data || '');
+      if (data.byteLength !== b.size) throw new SmeltError(`const buffer "${b.name}" has ${data.byteLength} bytes of data, want ${b.size}`, 'manifest.json');
+      device.queue.writeBuffer(buf, 0, data);
+    }
+    bufs.set(b.name, buf);
   }
 
   // Bind groups, made once per step.
@@ -477,7 +492,10 @@ export class Model {
   }
 
   // generateIds runs a prompt of ids and yields up to maxTokens new ids,
-  // stopping after an EOS id unless opts.ignoreEOS.
+  // stopping after an EOS id unless opts.ignoreEOS. opts.onStep, when set,
+  // is called after every step with {token, logits, rand}: the logits the
+  // sampler saw (read back only then, for tests and debugging) and the
+  // uniform draw of the sample pass (null for a greedy step).
   async *generateIds(promptIds, opts = {}) {
     const s = normSampling(opts);
     const maxTokens = opts.maxTokens ?? 32;
@@ -485,11 +503,17 @@ export class Model {
     this.reset();
     if (promptIds.length === 0) throw new SmeltError('empty prompt');
     if (maxTokens <= 0) return;
-    let id = await this.prefill(promptIds, s);
+    const step = async (ids) => {
+      s.last = null;
+      const r = await this._run(ids, s, !!opts.onStep);
+      if (opts.onStep) opts.onStep({ token: r.token, logits: r.logits, rand: s.last });
+      return r.token;
+    };
+    let id = await step(promptIds);
     for (let n = 1; ; n++) {
       yield id;
       if ((!opts.ignoreEOS && eos.has(id)) || n >= maxTokens) return;
-      id = await this.decode(id, s);
+      id = await step([id]);
     }
   }
 
@@ -543,8 +567,15 @@ export class Model {
   }
 }
 
+// normSampling fills in sampling options: temperature (0: greedy), topK
+// (0: the bundle's sample_max_k), topP (1: all), and rand, the uniform
+// generator in [0, 1) — by default mulberry32 seeded with the low 32 bits of
+// seed. The last draw is kept in .last.
 function normSampling(o = {}) {
+  if (o.normalized) return o;
   const temperature = o.temperature ?? 0;
-  const rand = o.rand || mulberry32(o.seed ?? 0);
-  return { temperature, topK: o.topK ?? 0, topP: o.topP ?? 1, rand };
+  const base = o.rand || mulberry32(o.seed ?? 0);
+  const s = { normalized: true, temperature, topK: o.topK ?? 0, topP: o.topP ?? 1, last: null };
+  s.rand = () => (s.last = base());
+  return s;
 }

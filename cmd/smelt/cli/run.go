@@ -91,21 +91,23 @@ type NodeJob struct {
 	Seed        int64   `json:"seed"`
 	IgnoreEOS   bool    `json:"ignore_eos"`
 	Logits      bool    `json:"logits,omitempty"`
+	Trace       bool    `json:"trace,omitempty"` // a "step" event per token: logits and uniform draw
 }
 
 // NodeEvent is one line the launcher prints.
 type NodeEvent struct {
-	Event     string  `json:"event"`
-	Job       int     `json:"job"`
-	ID        int     `json:"id"`
-	Text      string  `json:"text"`
-	PromptIDs []int   `json:"prompt_ids"`
-	IDs       []int   `json:"ids"`
-	PrefillMs float64 `json:"prefill_ms"`
-	DecodeMs  float64 `json:"decode_ms"`
-	Ms        float64 `json:"ms"`
-	Data      string  `json:"data"`
-	Message   string  `json:"message"`
+	Event     string   `json:"event"`
+	Job       int      `json:"job"`
+	ID        int      `json:"id"`
+	Text      string   `json:"text"`
+	PromptIDs []int    `json:"prompt_ids"`
+	IDs       []int    `json:"ids"`
+	PrefillMs float64  `json:"prefill_ms"`
+	DecodeMs  float64  `json:"decode_ms"`
+	Ms        float64  `json:"ms"`
+	Data      string   `json:"data"`
+	Rand      *float64 `json:"rand"`
+	Message   string   `json:"message"`
 }
 
 // findWebGPU returns the path of webgpu/index.js.

@@ -18,16 +18,26 @@ import (
 	"github.com/smeltml/smelt/internal/testmodels"
 	"github.com/smeltml/smelt/quantize"
 	"github.com/smeltml/smelt/tokenizer"
+	"github.com/smeltml/smelt/wgsl/ref"
 )
 
-// linearWeight matches the per-block linear weights the e2e tests quantize
-// (the embedding table, tied to the logits head in stories260K, stays f32).
-var linearWeight = regexp.MustCompile(`^blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$`)
+// linearWeight matches the per-block linear weights the e2e tests quantize;
+// embedWeight adds the embedding table (tied to the logits head in
+// stories260K) and the untied head.
+var (
+	linearWeight = regexp.MustCompile(`^blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)\.weight$`)
+	embedWeight  = regexp.MustCompile(`^(blk\.\d+\.(attn_[qkv]|attn_output|ffn_gate|ffn_up|ffn_down)|token_embd|output)\.weight$`)
+)
 
 // quantizeGraph replaces every linear weight whose shape the scheme takes
 // by its RTN-packed form (quantize.RTN + Quantized.Tensors), updating the
 // graph's constant values; others stay as they are.
 func quantizeGraph(t *testing.T, g *ir.Graph, scheme string) {
+	quantizeMatching(t, g, scheme, linearWeight)
+}
+
+// quantizeMatching quantizes the tensors whose names match re.
+func quantizeMatching(t *testing.T, g *ir.Graph, scheme string, re *regexp.Regexp) {
 	t.Helper()
 	s, err := quantize.ParseScheme(scheme)
 	if err != nil {
@@ -35,7 +45,7 @@ func quantizeGraph(t *testing.T, g *ir.Graph, scheme string) {
 	}
 	repl := map[string][]*ir.Tensor{}
 	for _, tn := range g.Tensors {
-		if !linearWeight.MatchString(tn.Name) {
+		if !re.MatchString(tn.Name) {
 			continue
 		}
 		rows, cols := int(tn.Shape[0]), int(tn.Shape[1])
@@ -155,14 +165,9 @@ func jsGreedy(t *testing.T, dir string, ids []int, n int) ([]int, []float32) {
 				t.Logf("js runtime: prefill %.0f ms, %d decode steps %.0f ms", ev.PrefillMs, len(ev.IDs)-1, ev.DecodeMs)
 				got = ev.IDs
 			case "logits":
-				b, err := base64.StdEncoding.DecodeString(ev.Data)
-				if err != nil {
-					return err
-				}
-				logits = make([]float32, len(b)/4)
-				for i := range logits {
-					logits[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-				}
+				var err error
+				logits, err = decodeF32(ev.Data)
+				return err
 			}
 			return nil
 		})
@@ -217,22 +222,25 @@ func promptIDs(t *testing.T, dir, text string) []int {
 
 // TestRunMatchesExecutorStories260K: the JS runtime on Dawn + lavapipe
 // produces the Go executor's greedy tokens and logits on the same bundle,
-// for f32, int8 and int4 weights, and for a prompt longer than one
-// prefill chunk.
+// for f32, int8 and int4 weights (the "+embd" cases quantize the embedding
+// table too, which stories260K ties to the logits head), and for a prompt
+// longer than one prefill chunk.
 func TestRunMatchesExecutorStories260K(t *testing.T) {
 	src := filepath.Join(testmodels.RepoRoot(), "testdata", "stories260K")
 	ids := promptIDs(t, src, "Once upon a time, there was a little girl named Lily")
 	tests := []struct {
 		name   string
 		scheme string
+		which  *regexp.Regexp
 		opts   codegen.Options
-		ids    []int
 	}{
-		{"f32", "", codegen.Options{ContextLength: 128}, ids},
-		{"f32-chunked-prefill", "", codegen.Options{ContextLength: 128, MaxRows: 5}, ids},
-		{"int8-channel-sym", "int8-channel-sym", codegen.Options{ContextLength: 128}, ids},
-		{"int4-g32-asym", "int4-g32-asym", codegen.Options{ContextLength: 128}, ids},
-		{"int4-g32-sym-f32", "int4-g32-sym-f32", codegen.Options{ContextLength: 128}, ids},
+		{"f32", "", nil, codegen.Options{ContextLength: 128}},
+		{"f32-chunked-prefill", "", nil, codegen.Options{ContextLength: 128, MaxRows: 5}},
+		{"int8-channel-sym", "int8-channel-sym", linearWeight, codegen.Options{ContextLength: 128}},
+		{"int8-channel-sym+embd", "int8-channel-sym", embedWeight, codegen.Options{ContextLength: 128}},
+		{"int4-g32-asym", "int4-g32-asym", linearWeight, codegen.Options{ContextLength: 128}},
+		{"int4-g32-asym+embd", "int4-g32-asym", embedWeight, codegen.Options{ContextLength: 128}},
+		{"int4-g32-sym-f32", "int4-g32-sym-f32", linearWeight, codegen.Options{ContextLength: 128}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,12 +250,102 @@ func TestRunMatchesExecutorStories260K(t *testing.T) {
 			}
 			defer m.Close()
 			if tt.scheme != "" {
-				quantizeGraph(t, m.Graph, tt.scheme)
+				quantizeMatching(t, m.Graph, tt.scheme, tt.which)
+			}
+			if tt.which == embedWeight {
+				if q := m.Graph.Tensor(ir.TokenEmbedding).Quant; q == nil {
+					t.Fatalf("%s is not quantized", ir.TokenEmbedding)
+				}
 			}
 			dir := writeBundle(t, m.Graph, tt.opts, nil)
-			checkSame(t, dir, tt.ids)
+			checkSame(t, dir, ids)
 		})
 	}
+}
+
+// TestRunSamplesOnGPU: with temperature, top-k and top-p, every token the
+// GPU sample pass picks is the one the reference sampler (wgsl/ref.Sample)
+// picks from the same logits and uniform draw; the same seed gives the same
+// tokens with and without tracing, and another seed other tokens.
+func TestRunSamplesOnGPU(t *testing.T) {
+	src := filepath.Join(testmodels.RepoRoot(), "testdata", "stories260K")
+	ids := promptIDs(t, src, "Once upon a time")
+	m, err := convert.Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	dir := writeBundle(t, m.Graph, codegen.Options{ContextLength: 64, SampleMaxK: 40}, nil)
+	const n = 24
+	tests := []NodeJob{
+		{IDs: ids, MaxTokens: n, IgnoreEOS: true, Temperature: 1.3, TopK: 0, TopP: 1, Seed: 7, Trace: true},
+		{IDs: ids, MaxTokens: n, IgnoreEOS: true, Temperature: 0.8, TopK: 12, TopP: 0.9, Seed: 7, Trace: true},
+		{IDs: ids, MaxTokens: n, IgnoreEOS: true, Temperature: 0.8, TopK: 12, TopP: 0.9, Seed: 7},
+		{IDs: ids, MaxTokens: n, IgnoreEOS: true, Temperature: 0.8, TopK: 12, TopP: 0.9, Seed: 8},
+	}
+	type step struct {
+		id     int
+		r      *float64
+		logits []float32
+	}
+	steps := make([][]step, len(tests))
+	done := make([][]int, len(tests))
+	err = RunNode("node", filepath.Join(testmodels.RepoRoot(), "node_modules"), dir, nil, tests, func(ev NodeEvent) error {
+		switch ev.Event {
+		case "step":
+			l, err := decodeF32(ev.Data)
+			if err != nil {
+				return err
+			}
+			steps[ev.Job] = append(steps[ev.Job], step{ev.ID, ev.Rand, l})
+		case "done":
+			done[ev.Job] = ev.IDs
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxK = 40
+	for j, job := range tests[:2] {
+		if len(steps[j]) != n {
+			t.Fatalf("job %d: %d traced steps, want %d", j, len(steps[j]), n)
+		}
+		greedyDiffers := false
+		for i, st := range steps[j] {
+			if st.r == nil {
+				t.Fatalf("job %d step %d: no uniform draw (the greedy pass ran)", j, i)
+			}
+			want := int(ref.Sample(st.logits, float32(job.Temperature), job.TopK, float32(job.TopP), float32(*st.r), maxK))
+			if st.id != want {
+				t.Errorf("job %d step %d: GPU sampled %d, reference %d (r %v)", j, i, st.id, want, *st.r)
+			}
+			if st.id != int(ref.Argmax(st.logits)) {
+				greedyDiffers = true
+			}
+		}
+		if !greedyDiffers {
+			t.Errorf("job %d: every sampled token is the argmax: sampling had no effect", j)
+		}
+	}
+	if fmt.Sprint(done[1]) != fmt.Sprint(done[2]) {
+		t.Errorf("seed 7 traced %v, untraced %v: want the same tokens", done[1], done[2])
+	}
+	if fmt.Sprint(done[2]) == fmt.Sprint(done[3]) {
+		t.Errorf("seeds 7 and 8 gave the same %d tokens %v", n, done[2])
+	}
+}
+
+func decodeF32(s string) ([]float32, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, len(b)/4)
+	for i := range out {
+		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return out, nil
 }
 
 // TestRunMatchesExecutorRef29m does the same for ref29m (f16 weights, GQA,
