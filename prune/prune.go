@@ -296,6 +296,10 @@ func checkOptions(cfg ir.Config, opts Options) error {
 		return fmt.Errorf("prune: align %d: want >= 0", opts.Align)
 	}
 	switch opts.Method {
+	case "structured-mlp":
+		if keep := mlpKept(cfg.IntermediateSize, opts.Sparsity, opts.Align); keep >= cfg.IntermediateSize {
+			return fmt.Errorf("prune: sparsity %g with align %d removes no MLP channel of %d", opts.Sparsity, opts.Align, cfg.IntermediateSize)
+		}
 	case "structured-heads":
 		if _, err := headGroupsKept(cfg, opts.Sparsity); err != nil {
 			return err

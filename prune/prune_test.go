@@ -514,3 +514,10 @@ func TestQuantizedInputRejected(t *testing.T) {
 		t.Errorf("pruning a quantized model: err %v", err)
 	}
 }
+
+func TestStructuredMLPNoOp(t *testing.T) {
+	g := tinyGraph(t, 12) // intermediate 96
+	if _, _, err := Run(g, Options{Method: "structured-mlp", Sparsity: 0.1, Align: 128}); err == nil || !strings.Contains(err.Error(), "removes no MLP channel") {
+		t.Errorf("align above the width: err %v", err)
+	}
+}
