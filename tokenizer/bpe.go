@@ -24,10 +24,10 @@ type bpeModel struct {
 }
 
 type merge struct {
-	rank, id int
+	rank, id int32
 }
 
-func pairKey(a, b int) uint64 { return uint64(a)<<32 | uint64(uint32(b)) }
+func pairKey(a, b int32) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
 
 func parseBPE(raw json.RawMessage) (*bpeModel, error) {
 	var typ struct {
@@ -114,9 +114,9 @@ func parseBPE(raw json.RawMessage) (*bpeModel, error) {
 		if !okA || !okB || !okM {
 			return nil, fmt.Errorf("model: merge %d (%q, %q): token %q not in the vocab", rank, left, right, missing(m.Vocab, left, right, left+right))
 		}
-		k := pairKey(a, c)
+		k := pairKey(int32(a), int32(c))
 		if _, dup := b.merges[k]; !dup { // the first (best) rank wins, as in HF
-			b.merges[k] = merge{rank: rank, id: id}
+			b.merges[k] = merge{rank: int32(rank), id: int32(id)}
 		}
 	}
 	b.barrierFree = true
@@ -150,14 +150,14 @@ func missing(v map[string]int, toks ...string) string {
 // symbol is one live piece of a word during merging (a doubly linked list
 // over a slice).
 type symbol struct {
-	id         int
-	prev, next int
+	id         int32
+	prev, next int32
 	dead       bool
 }
 
 // candidate is a possible merge of the symbol at pos with its next one.
 type candidate struct {
-	rank, pos, left, right, id int
+	rank, pos, left, right, id int32
 }
 
 // candidateHeap is a binary min-heap by (rank, pos): the lowest-ranked
@@ -224,13 +224,14 @@ func (b *bpeModel) encodeWord(w string) ([]int, error) {
 		}
 	}
 	syms := make([]symbol, 0, len(w))
-	var out []int
+	out := make([]int, 0, len(w)/3+1)
+	var h candidateHeap // reused by every run
 	// emit adds the symbol of a character missing from the vocabulary.
 	emit := func(id int) {
 		if b.barrierFree {
 			out = append(out, id)
 		} else {
-			syms = append(syms, symbol{id: id})
+			syms = append(syms, symbol{id: int32(id)})
 		}
 	}
 	lastUnk := false
@@ -241,12 +242,12 @@ func (b *bpeModel) encodeWord(w string) ([]int, error) {
 		}
 		ch := w[i : i+n]
 		if id, ok := b.vocab[ch]; ok {
-			syms = append(syms, symbol{id: id})
+			syms = append(syms, symbol{id: int32(id)})
 			lastUnk = false
 			continue
 		}
 		if b.barrierFree && len(syms) > 0 {
-			out = b.mergeRun(syms, out)
+			out = b.mergeRun(syms, out, &h)
 			syms = syms[:0]
 		}
 		if b.byteFallback {
@@ -275,22 +276,23 @@ func (b *bpeModel) encodeWord(w string) ([]int, error) {
 			lastUnk = true
 		}
 	}
-	return b.mergeRun(syms, out), nil
+	return b.mergeRun(syms, out, &h), nil
 }
 
 // mergeRun applies the merges to syms (reusing it) and appends the
-// resulting ids to out.
-func (b *bpeModel) mergeRun(syms []symbol, out []int) []int {
+// resulting ids to out. h is scratch space.
+func (b *bpeModel) mergeRun(syms []symbol, out []int, hp *candidateHeap) []int {
 	if len(syms) == 0 {
 		return out
 	}
 	for i := range syms {
-		syms[i].prev, syms[i].next, syms[i].dead = i-1, i+1, false
+		syms[i].prev, syms[i].next, syms[i].dead = int32(i-1), int32(i+1), false
 	}
 	syms[len(syms)-1].next = -1
 	if len(syms) > 1 {
-		h := make(candidateHeap, 0, len(syms))
-		for i := 0; i+1 < len(syms); i++ {
+		h := (*hp)[:0]
+		defer func() { *hp = h }()
+		for i := int32(0); int(i)+1 < len(syms); i++ {
 			if m, ok := b.merges[pairKey(syms[i].id, syms[i+1].id)]; ok {
 				h.push(candidate{rank: m.rank, pos: i, left: syms[i].id, right: syms[i+1].id, id: m.id})
 			}
@@ -322,8 +324,8 @@ func (b *bpeModel) mergeRun(syms []symbol, out []int) []int {
 			}
 		}
 	}
-	for i := 0; i >= 0; i = syms[i].next {
-		out = append(out, syms[i].id)
+	for i := int32(0); i >= 0; i = syms[i].next {
+		out = append(out, int(syms[i].id))
 	}
 	return out
 }
