@@ -13,8 +13,8 @@ func (l *Lowering) Explain(w io.Writer) error {
 	p := l.Program
 	var b strings.Builder
 	o := l.Options
-	fmt.Fprintf(&b, "options: context %d, max rows %d, f16 %v, subgroups %v, max binding %d\n",
-		o.ContextLength, o.MaxRows, o.F16, o.Subgroups, o.MaxBindingSize)
+	fmt.Fprintf(&b, "options: context %d, max rows %d, f16 %v, subgroups %v, max binding %d, sample max k %d\n",
+		o.ContextLength, o.MaxRows, o.F16, o.Subgroups, o.MaxBindingSize, o.SampleMaxK)
 	r := l.Requirements
 	fmt.Fprintf(&b, "requirements: features %v, limits %v\n", r.Features, r.Limits)
 	fmt.Fprintf(&b, "memory: weights %s + kv cache %s + scratch %s = %s\n", mib(r.WeightBytes), mib(r.KVBytes), mib(r.ScratchBytes), mib(r.VRAM))

@@ -283,7 +283,7 @@ export async function loadBundle(source, opts = {}) {
           return { binding: j, resource: { buffer: w.buffer, offset: w.offset + b.offset, size: b.size } };
         });
         const group = device.createBindGroup({ label: `${name}:${s.node}`, layout: p.layout, entries });
-        return { pipeline: p.pipeline, group, workgroups: s.workgroups, node: s.node };
+        return { pipeline: p.pipeline, group, workgroups: s.workgroups, node: s.node, kernel: s.kernel };
       }),
     };
   };

@@ -22,6 +22,7 @@ type CodegenOptions struct {
 	Context   int
 	MaxRows   int
 	F16       bool
+	SampleK   int
 	Explain   bool
 	ShardSize int64
 }
@@ -62,6 +63,7 @@ writes nothing.`,
 	f.IntVar(&opts.Context, "context", 0, "KV cache capacity in tokens (default: max_position_embeddings, at most 4096)")
 	f.IntVar(&opts.MaxRows, "max-rows", 0, "tokens per prefill pass; longer prompts run in chunks (default 128)")
 	f.BoolVar(&opts.F16, "f16", false, "use f16-compute kernel variants (the bundle then requires shader-f16)")
+	f.IntVar(&opts.SampleK, "sample-max-k", 0, "largest top-k of the GPU sample pass, 1..256 (default 64)")
 	f.BoolVar(&opts.Explain, "explain", false, "print the plan and write nothing")
 	f.Int64Var(&opts.ShardSize, "shard-size", 0, "shard size cap in bytes (default 32 MiB)")
 	return cmd
@@ -102,7 +104,7 @@ func runCodegen(env *Env, opts *CodegenOptions) error {
 		return err
 	}
 	defer closeIn()
-	copts := codegen.Options{ContextLength: opts.Context, MaxRows: opts.MaxRows, F16: opts.F16}
+	copts := codegen.Options{ContextLength: opts.Context, MaxRows: opts.MaxRows, F16: opts.F16, SampleMaxK: opts.SampleK}
 	if opts.Explain {
 		low, err := codegen.Plan(g, copts)
 		if err != nil {
