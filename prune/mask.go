@@ -3,6 +3,7 @@ package prune
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -52,48 +53,50 @@ func WandaScores(w []float32, rows, cols int, xnorm []float32) ([]float32, error
 	return s, nil
 }
 
-// lowest returns the indices of the count lowest scores among idx
-// (ties toward the lower index).
-func lowest(scores []float32, idx []int, count int) []int {
-	sorted := append([]int(nil), idx...)
-	sort.SliceStable(sorted, func(a, b int) bool { return scores[sorted[a]] < scores[sorted[b]] })
-	return sorted[:count]
+// dropLowest zeroes the count lowest-scored entries of w (ties toward the
+// lower index) and returns count. buf is scratch of len(scores).
+func dropLowest(w, scores, buf []float32, count int) int {
+	if count <= 0 {
+		return 0
+	}
+	copy(buf, scores)
+	slices.Sort(buf)
+	thr := buf[count-1]
+	atThr := count - sort.Search(count, func(i int) bool { return buf[i] >= thr })
+	for i, s := range scores {
+		if s < thr {
+			w[i] = 0
+		} else if s == thr && atThr > 0 {
+			w[i] = 0
+			atThr--
+		}
+	}
+	return count
 }
 
 // MaskRows zeroes, in each row of a rows×cols weight, the ⌊p·cols⌋ entries
-// with the lowest scores. It returns the number of zeroed entries.
+// with the lowest scores (ties toward the lower column). It returns the
+// number of zeroed entries.
 func MaskRows(w, scores []float32, rows, cols int, p float64) int {
 	drop := int(p * float64(cols))
-	idx := make([]int, cols)
+	buf := make([]float32, cols)
 	total := 0
 	for n := 0; n < rows; n++ {
-		for k := range idx {
-			idx[k] = n*cols + k
-		}
-		for _, i := range lowest(scores, idx, drop) {
-			w[i] = 0
-			total++
-		}
+		total += dropLowest(w[n*cols:(n+1)*cols], scores[n*cols:(n+1)*cols], buf, drop)
 	}
 	return total
 }
 
-// MaskTensor zeroes the ⌊p·len(w)⌋ entries with the lowest scores.
+// MaskTensor zeroes the ⌊p·len(w)⌋ entries with the lowest scores (ties
+// toward the lower index).
 func MaskTensor(w, scores []float32, p float64) int {
-	idx := make([]int, len(w))
-	for i := range idx {
-		idx[i] = i
-	}
-	drop := lowest(scores, idx, int(p*float64(len(w))))
-	for _, i := range drop {
-		w[i] = 0
-	}
-	return len(drop)
+	return dropLowest(w, scores, make([]float32, len(w)), int(p*float64(len(w))))
 }
 
 // MaskNM keeps, in every group of m consecutive input columns of every row,
-// the n highest-scored entries and zeroes the rest. cols must be a multiple
-// of m. After MaskNM every group has at most n non-zeros.
+// the n highest-scored entries and zeroes the rest (the m−n lowest, ties
+// toward the lower column). cols must be a multiple of m. After MaskNM
+// every group has at most n non-zeros.
 func MaskNM(w, scores []float32, rows, cols, n, m int) (int, error) {
 	if n <= 0 || m <= n {
 		return 0, fmt.Errorf("prune: n:m %d:%d: want 0 < n < m", n, m)
@@ -103,16 +106,19 @@ func MaskNM(w, scores []float32, rows, cols, n, m int) (int, error) {
 	}
 	idx := make([]int, m)
 	total := 0
-	for r := 0; r < rows; r++ {
-		for g := 0; g < cols; g += m {
-			for j := range idx {
-				idx[j] = r*cols + g + j
-			}
-			for _, i := range lowest(scores, idx, m-n) {
-				w[i] = 0
-				total++
+	for g := 0; g < rows*cols; g += m {
+		s := scores[g : g+m]
+		// insertion sort of the group's indices by score, stable
+		for j := range idx {
+			idx[j] = j
+			for k := j; k > 0 && s[idx[k]] < s[idx[k-1]]; k-- {
+				idx[k], idx[k-1] = idx[k-1], idx[k]
 			}
 		}
+		for _, j := range idx[:m-n] {
+			w[g+j] = 0
+		}
+		total += m - n
 	}
 	return total, nil
 }
@@ -134,7 +140,7 @@ func GlobalThreshold(all [][]float32, p float64) (thr float32, atThr int) {
 	for _, s := range all {
 		flat = append(flat, s...)
 	}
-	sort.Slice(flat, func(a, b int) bool { return flat[a] < flat[b] })
+	slices.Sort(flat)
 	thr = flat[drop-1]
 	below := sort.Search(len(flat), func(i int) bool { return flat[i] >= thr })
 	return thr, drop - below
