@@ -18,7 +18,7 @@ var testConfig = ir.Config{Arch: "LlamaForCausalLM", Family: "llama", HiddenSize
 
 // randomGraph builds a Llama graph of cfg with N(0, 0.3²) weights, norms of
 // 1, and edit applied to the values by name before encoding.
-func randomGraph(t *testing.T, cfg ir.Config, seed uint64, edit func(name string, v []float32)) *ir.Graph {
+func randomGraph(t testing.TB, cfg ir.Config, seed uint64, edit func(name string, v []float32)) *ir.Graph {
 	t.Helper()
 	fam, err := arch.Lookup(cfg.Arch)
 	if err != nil {
@@ -60,7 +60,7 @@ func randomSeqs(seed uint64, n, length, vocab int) [][]int {
 	return out
 }
 
-func load(t *testing.T, g *ir.Graph) *exec.Model {
+func load(t testing.TB, g *ir.Graph) *exec.Model {
 	t.Helper()
 	m, err := exec.Load(g, exec.Options{})
 	if err != nil {
