@@ -40,9 +40,14 @@ func RMSNorm(y, x []float32, T, D int, w []float32, eps float64) {
 //
 // Products are accumulated in float32 by BLAS (gonum's blas32, or whatever
 // implementation blas32.Use installed). T == 1 uses Sgemv, T > 1 Sgemm;
-// both are deterministic whatever GOMAXPROCS is. y must not alias x.
+// both are deterministic whatever GOMAXPROCS is. Built with
+// GOEXPERIMENT=simd on an AVX2+FMA CPU, K a multiple of 8 goes through the
+// SIMD kernels of linear_simd.go instead (same semantics, another
+// deterministic summation order). y must not alias x.
 func Linear(y, x []float32, T int, w []float32, N, K int, b []float32) {
-	if T == 1 {
+	if simdLinear != nil && K%8 == 0 {
+		simdLinear(y[:T*N], x[:T*K], T, w[:N*K], N, K)
+	} else if T == 1 {
 		blas32.Gemv(blas.NoTrans, 1, blas32.General{Rows: N, Cols: K, Stride: K, Data: w[:N*K]},
 			blas32.Vector{N: K, Inc: 1, Data: x[:K]}, 0, blas32.Vector{N: N, Inc: 1, Data: y[:N]})
 	} else {
@@ -60,6 +65,9 @@ func Linear(y, x []float32, T int, w []float32, N, K int, b []float32) {
 		}
 	}
 }
+
+// simdLinear, when set (linear_simd.go), computes y = x·Wᵀ without bias.
+var simdLinear func(y, x []float32, T int, w []float32, N, K int)
 
 // SiLUMul writes g[i] = silu(g[i]) * u[i] for the first n elements, with
 // silu(x) = x / (1 + exp(-x)) evaluated in float64 and rounded once. It is
