@@ -1,6 +1,7 @@
 package codegen
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -37,6 +38,27 @@ var bundleRuntime = []struct{ src, dst string }{
 	{"runtime/smelt.js", "runtime/smelt.js"},
 	{"runtime/integrity.js", "runtime/integrity.js"},
 	{"runtime/index.html", "index.html"},
+}
+
+// pagePath is the demo page's path in a bundle.
+const pagePath = "index.html"
+
+// importMapPlaceholder is the import map of runtime/index.html before
+// Generate writes the runtime's hashes into it.
+const importMapPlaceholder = `<script type="importmap">{"integrity":{}}</script>`
+
+// pinRuntime writes the integrity of every runtime module (path -> SRI) into
+// the demo page's import map: a browser then refuses a module whose bytes
+// differ, and the page checks them before it imports the runtime.
+func pinRuntime(page []byte, pins map[string]string) ([]byte, error) {
+	if bytes.Count(page, []byte(importMapPlaceholder)) != 1 {
+		return nil, fmt.Errorf("codegen: runtime/index.html lacks the import map placeholder %s (internal error)", importMapPlaceholder)
+	}
+	m, err := json.Marshal(map[string]any{"integrity": pins}) // sorted keys
+	if err != nil {
+		return nil, fmt.Errorf("codegen: %w", err)
+	}
+	return bytes.Replace(page, []byte(importMapPlaceholder), []byte(`<script type="importmap">`+string(m)+`</script>`), 1), nil
 }
 
 // TokenizerPath is where Generate puts the tokenizer in a bundle.
@@ -77,22 +99,31 @@ func Generate(g *ir.Graph, opts Options, tokenizerJSON []byte) (*Output, error) 
 		}
 		out.Kernels = append(out.Kernels, mk)
 	}
-	for _, r := range bundleRuntime {
-		b, err := fs.ReadFile(runtimeFS, r.src)
-		if err != nil {
-			return nil, fmt.Errorf("codegen: runtime file %s missing from the binary: %w", r.src, err)
-		}
-		out.Files = append(out.Files, bundle.File{Path: r.dst, Data: b})
-	}
+	runtime := bundleRuntime
 	if tokenizerJSON != nil {
-		b, err := fs.ReadFile(runtimeFS, "runtime/tokenizer.js")
-		if err != nil {
-			return nil, fmt.Errorf("codegen: runtime/tokenizer.js is missing from this build, so the bundle's tokenizer cannot run in the browser: %w", err)
-		}
-		out.Files = append(out.Files, bundle.File{Path: "runtime/tokenizer.js", Data: b})
+		runtime = append(runtime[:len(runtime):len(runtime)], struct{ src, dst string }{"runtime/tokenizer.js", "runtime/tokenizer.js"})
 		out.Files = append(out.Files, bundle.File{Path: TokenizerPath, Data: tokenizerJSON})
 		out.Tokenizer = TokenizerPath
 	}
+	pins := map[string]string{} // "./runtime/x.js" -> SRI, for index.html's import map
+	var page []byte
+	for _, r := range runtime {
+		b, err := fs.ReadFile(runtimeFS, r.src)
+		if err != nil {
+			return nil, fmt.Errorf("codegen: runtime file %s is missing from this build of smelt: %w", r.src, err)
+		}
+		if r.dst == pagePath {
+			page = b
+			continue
+		}
+		pins["./"+r.dst] = manifest.IntegrityOf(b)
+		out.Files = append(out.Files, bundle.File{Path: r.dst, Data: b})
+	}
+	page, err = pinRuntime(page, pins)
+	if err != nil {
+		return nil, err
+	}
+	out.Files = append(out.Files, bundle.File{Path: pagePath, Data: page})
 	sort.Slice(out.Files, func(i, j int) bool { return out.Files[i].Path < out.Files[j].Path })
 	if out.Program, err = low.Program.Encode(); err != nil {
 		return nil, err

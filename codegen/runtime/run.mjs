@@ -81,27 +81,23 @@ async function main() {
       });
     }
     const out = [];
-    const dec = model.tokenizer && model.tokenizer.streamDecoder ? model.tokenizer.streamDecoder() : null;
-    let prev = '';
+    const dec = model.tokenizer ? model.textDecoder(ids, opts) : null;
+    let all = '';
     const t1 = performance.now();
     let tFirst = 0;
     for await (const id of model.generateIds(ids, opts)) {
       if (out.length === 0) tFirst = performance.now();
       out.push(id);
-      let text = '';
-      if (dec) {
-        text = dec.push ? dec.push(id) : dec(id);
-      } else if (model.tokenizer) {
-        const all = model.tokenizer.decode(out);
-        text = all.slice(prev.length);
-        prev = all;
-      }
-      if (job.stream !== false) emit({ event: 'token', job: i, id, text });
+      const text = dec ? dec.push(id) : '';
+      all += text;
+      emit({ event: 'token', job: i, id, text });
     }
     const t2 = performance.now();
+    const rest = dec ? dec.flush() : '';
+    if (rest) emit({ event: 'token', job: i, id: -1, text: rest });
+    all += rest;
     emit({
-      event: 'done', job: i, prompt_ids: ids, ids: out,
-      text: model.tokenizer ? model.tokenizer.decode(out) : '',
+      event: 'done', job: i, prompt_ids: ids, ids: out, text: all,
       prefill_ms: tFirst - t1, decode_ms: t2 - tFirst,
     });
   }

@@ -364,14 +364,29 @@ export class Model {
   // reset empties the KV cache (positions restart at 0).
   reset() { this.pos = 0; }
 
-  // encode tokenizes text the way generation does: BOS first when the
-  // model has one.
+  // encode tokenizes text the way generation does (and smelt generate):
+  // with the tokenizer's special tokens (BOS first for Llama-style files).
   encode(text) {
     if (!this.tokenizer) throw new SmeltError('the bundle has no tokenizer');
-    let ids = Array.from(this.tokenizer.encode(text));
-    const bos = this.program.bos;
-    if (bos >= 0 && ids[0] !== bos) ids = [bos, ...ids];
+    const ids = Array.from(this.tokenizer.encode(text, { addSpecial: true }));
+    if (ids.length === 0) throw new SmeltError('the prompt is empty and the tokenizer adds no BOS');
     return ids;
+  }
+
+  // textDecoder returns {push(id) -> string, flush() -> string} turning
+  // generated ids into text as smelt generate does: the decoder sees the
+  // prompt first (so the first token keeps its leading space), a token
+  // that ends inside a UTF-8 sequence gives "" until it completes, and an
+  // end-of-sequence id that stops generation gives "".
+  textDecoder(promptIds, { ignoreEOS = false } = {}) {
+    if (!this.tokenizer) throw new SmeltError('the bundle has no tokenizer');
+    const dec = this.tokenizer.streamDecoder();
+    for (const id of promptIds) dec.push(id);
+    const eos = new Set(this.program.eos || []);
+    return {
+      push: (id) => (!ignoreEOS && eos.has(id) ? '' : dec.push(id)),
+      flush: () => dec.flush(),
+    };
   }
 
   // _encodePass records one forward pass over ids at this.pos into enc.
@@ -518,45 +533,39 @@ export class Model {
   }
 
   // stream tokenizes prompt and yields the text of each new token as it is
-  // generated (a token that ends inside a UTF-8 sequence yields "" and its
-  // text comes with the next). opts: maxTokens, temperature, topK, topP,
-  // seed, ignoreEOS, onToken(id, text).
+  // generated (see textDecoder), then what the decoder held back. opts:
+  // maxTokens, temperature, topK, topP, seed, ignoreEOS, onToken(id, text).
   async *stream(prompt, opts = {}) {
     const ids = this.encode(prompt);
-    const dec = this.tokenizer.streamDecoder ? this.tokenizer.streamDecoder() : null;
-    const all = [];
-    let prev = '';
+    const dec = this.textDecoder(ids, opts);
     for await (const id of this.generateIds(ids, opts)) {
-      let piece;
-      if (dec) {
-        piece = dec.push ? dec.push(id) : dec(id);
-      } else {
-        all.push(id);
-        const text = this.tokenizer.decode(all);
-        piece = text.slice(prev.length);
-        prev = text;
-      }
+      const piece = dec.push(id);
       if (opts.onToken) opts.onToken(id, piece);
       yield piece;
     }
+    const rest = dec.flush();
+    if (rest) yield rest;
   }
 
-  // generate runs stream to the end and returns {promptIds, ids, text, ms}.
+  // generate runs stream to the end and returns {promptIds, ids, text,
+  // prefillMs, decodeMs} (prefillMs ends at the first token).
   async generate(prompt, opts = {}) {
     const promptIds = this.encode(prompt);
+    const dec = this.textDecoder(promptIds, opts);
     const t0 = performance.now();
     const ids = [];
     let first = 0;
+    let text = '';
     for await (const id of this.generateIds(promptIds, opts)) {
       if (ids.length === 0) first = performance.now();
       ids.push(id);
-      if (opts.onToken) opts.onToken(id);
+      const piece = dec.push(id);
+      text += piece;
+      if (opts.onToken) opts.onToken(id, piece);
     }
+    text += dec.flush();
     const t1 = performance.now();
-    return {
-      promptIds, ids, text: this.tokenizer.decode(ids),
-      prefillMs: first - t0, decodeMs: t1 - first,
-    };
+    return { promptIds, ids, text, prefillMs: first - t0, decodeMs: t1 - first };
   }
 
   // destroy frees the GPU buffers (the device stays).

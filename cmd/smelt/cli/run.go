@@ -53,9 +53,19 @@ $SMELT_NODE_MODULES (the folder that holds webgpu/). On a machine without a
 GPU, Mesa's lavapipe Vulkan driver works (VK_ICD_FILENAMES is set to it when
 unset and present).
 
+Sampling runs on the GPU: greedy by default; --temperature > 0 samples
+among the --top-k best logits (0: the bundle's maximum, --sample-max-k of
+smelt codegen, 64 by default) after --top-p, with a uniform draw per token
+from a mulberry32 generator seeded with the low 32 bits of --seed (not the
+generator of smelt generate, so sampled tokens differ between the two; greedy
+tokens agree).
+
+With --pubkey, the bundle is verified (signature, every file) before node
+starts, and the runtime verifies the signature again as a browser would.
+
 The output has the shape of smelt generate's: the prompt followed by the
 generated text, then a line of timings on stderr; --json prints one JSON
-object instead.`,
+object instead. Exit status 1 when the runtime refuses the bundle or fails.`,
 		Example: `  smelt run out/stories --prompt "Once upon a time" -n 32
   smelt run out/stories --prompt "Lily" --temperature 0.8 --top-k 40 --seed 1 --json
   smelt run signed-bundle --pubkey key.pub --prompt "Hi"`,
@@ -253,6 +263,12 @@ func runRun(env *Env, opts *RunOptions) error {
 		}
 		if jwk, err = manifest.MarshalPublicKeyJWK(pub); err != nil {
 			return fmt.Errorf("run: %w", err)
+		}
+		// Node imports the bundle's runtime from disk, with no import map
+		// to pin it: check the signature and every file here first (the
+		// runtime then checks the signature and its files again).
+		if err := manifest.Verify(opts.Bundle, pub); err != nil {
+			return checkFailed(fmt.Errorf("run: refusing to run %s: %w", opts.Bundle, err))
 		}
 	}
 	if opts.N < 0 {

@@ -3,12 +3,16 @@ package cli
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"math"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/smeltml/smelt/codegen"
 	"github.com/smeltml/smelt/convert"
@@ -370,5 +374,58 @@ func TestRunMatchesExecutorRef29m(t *testing.T) {
 			dir := writeBundle(t, m.Graph, codegen.Options{ContextLength: 64}, nil)
 			checkSame(t, dir, ids)
 		})
+	}
+}
+
+// TestRunCLI runs `smelt codegen` on the embedded model (with its
+// tokenizer.json, so the bundle gets runtime/tokenizer.js) and `smelt run
+// --json`, and compares with `smelt generate --json` on the source model:
+// the same prompt ids (the JS tokenizer), generated ids and streamed text.
+func TestRunCLI(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "b")
+	src := filepath.Join(testmodels.RepoRoot(), "testdata", "stories260K")
+	var stdout, stderr strings.Builder
+	if code := Main([]string{"codegen", src, out, "--context", "64"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("codegen exit %d: %s", code, stderr.String())
+	}
+	const prompt = "Once upon a time, Lily saw a big dog"
+	report := func(args ...string) GenerateReport {
+		t.Helper()
+		var stdout, stderr strings.Builder
+		if code := Main(args, &stdout, &stderr); code != 0 {
+			t.Fatalf("%s exit %d: %s", args[0], code, stderr.String())
+		}
+		var r GenerateReport
+		if err := json.Unmarshal([]byte(stdout.String()), &r); err != nil {
+			t.Fatalf("%s --json: %v in %q", args[0], err, stdout.String())
+		}
+		return r
+	}
+	nm := filepath.Join(testmodels.RepoRoot(), "node_modules")
+	got := report("run", out, "--prompt", prompt, "-n", "24", "--json", "--node-modules", nm)
+	want := report("generate", src, "--prompt", prompt, "-n", "24", "--json")
+	if len(want.IDs) < 2 || want.Text == "" {
+		t.Fatalf("smelt generate gave %d ids, text %q: want a non-trivial reference", len(want.IDs), want.Text)
+	}
+	if diff := cmp.Diff(want.PromptIDs, got.PromptIDs); diff != "" {
+		t.Errorf("prompt ids: JS tokenizer differs from the Go one (-generate +run):\n%s", diff)
+	}
+	if diff := cmp.Diff(want.IDs, got.IDs); diff != "" {
+		t.Errorf("generated ids (-generate +run):\n%s", diff)
+	}
+	if got.Text != want.Text {
+		t.Errorf("text:\n run      %q\n generate %q", got.Text, want.Text)
+	}
+	// Plain output: the prompt, the streamed text and a newline.
+	stdout.Reset()
+	stderr.Reset()
+	if code := Main([]string{"run", out, "--prompt", prompt, "-n", "24", "--node-modules", nm}, &stdout, &stderr); code != 0 {
+		t.Fatalf("run exit %d: %s", code, stderr.String())
+	}
+	if w := prompt + want.Text + "\n"; stdout.String() != w {
+		t.Errorf("run stdout %q, want %q", stdout.String(), w)
+	}
+	if !strings.Contains(stderr.String(), "tokens/s (WebGPU)") {
+		t.Errorf("run stderr %q lacks the timings line", stderr.String())
 	}
 }
