@@ -116,10 +116,18 @@
 //	EncodeWithSpecial: 1 690 1396 1197 908 3985 4024
 //	Decode:           "And God said unto Moses,"  (Replace ▁ -> " ", Fuse, Strip one leading space)
 //
-// A GPT-2/Llama-3 style byte-level example is built in tokenizer_test.go
+// A GPT-2/Llama-3 style byte-level example is built in fixtures_test.go
 // (byteLevelFixture): with the Llama-3 split regex "a  b" is split into
 // "a", " ", " b" by the lookahead `\s+(?!\S)`, where a plain `\s+` would
 // give "a", "  ", "b".
+//
+// # JavaScript
+//
+// codegen/runtime/tokenizer.js implements the same tokenizer.json subset
+// for the browser runtime; TestJSTokenizer runs it under Node and checks
+// that its ids, decoding and streaming equal this package's on both test
+// models (prompts, every calibration paragraph, the whole texts) and the
+// fixtures.
 //
 // # Streaming
 //
