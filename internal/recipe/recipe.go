@@ -8,21 +8,35 @@
 // fields, and every value is validated after decoding (Check). Relative
 // paths are resolved against the recipe file's folder.
 //
-// Example (testdata/demo.recipe.yaml):
+// Example (testdata/demo.recipe.yaml, comments left out):
 //
 //	version: 1
 //	source: stories260K
 //	quantize:
 //	  scheme: int4-g32-asym
-//	  algo: rtn
+//	  algo: gptq
+//	  calibration:
+//	    text: demo/tinystories_excerpt.txt
+//	    sequences: 16
+//	    length: 128
+//	    seed: 1
+//	    holdout: 0.25
 //	codegen:
-//	  context: 256
+//	  context: 512
 //	shard_size: 32MiB
 //	sign:
 //	  key_env: SMELT_SIGNING_KEY
 //	validate:
-//	  text: ../../shared/models/data/tinystories_calib.txt
-//	  max_ppl_increase: 5%
+//	  text: demo/tinystories_excerpt.txt
+//	  holdout: 0.25
+//	  ctx: 256
+//	  max_ppl_increase: 25%
+//	  max_kl: 0.25
+//	  min_top1: 0.7
+//
+// A value error names the field and where it is:
+//
+//	recipe: demo.recipe.yaml: [14:9] quantize.algo "hqq": want rtn, gptq or awq
 package recipe
 
 import (
