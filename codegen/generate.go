@@ -76,11 +76,13 @@ type Output struct {
 	Tokenizer    string // TokenizerPath, or "" when no tokenizer was given
 }
 
-// Generate plans g (see Plan), renders every kernel instance to
-// kernels/<name>.wgsl, and gathers the runtime files. tokenizerJSON, when
-// not nil, is stored as tokenizer.json (the runtime's tokenizer.js reads
-// Hugging Face tokenizer.json files).
+// Generate casts g's bf16 tensors to f32 in place (CastBF16: a bundle
+// written from g afterwards stores them as f32), plans g (see Plan),
+// renders every kernel instance to kernels/<name>.wgsl, and gathers the
+// runtime files. tokenizerJSON, when not nil, is stored as tokenizer.json
+// (the runtime's tokenizer.js reads Hugging Face tokenizer.json files).
 func Generate(g *ir.Graph, opts Options, tokenizerJSON []byte) (*Output, error) {
+	CastBF16(g)
 	low, err := Plan(g, opts)
 	if err != nil {
 		return nil, err

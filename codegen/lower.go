@@ -53,7 +53,10 @@ func floatStorage(t *ir.Tensor) (ir.DType, error) {
 	if t.Quant == nil && (t.DType == ir.F32 || t.DType == ir.F16) {
 		return t.DType, nil
 	}
-	return ir.Invalid, fmt.Errorf("tensor %q is %v, want f32 or f16 (bf16 and others must be cast when writing the bundle)", t.Name, t.DType)
+	if t.DType == ir.BF16 {
+		return ir.Invalid, fmt.Errorf("tensor %q is bf16, which no WebGPU kernel reads: cast it first (codegen.CastBF16; Generate does)", t.Name)
+	}
+	return ir.Invalid, fmt.Errorf("tensor %q is %v, want f32 or f16", t.Name, t.DType)
 }
 
 func (b *builder) lowerRMSNorm(n *ir.Node) error {

@@ -2,7 +2,6 @@ package codegen
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +15,7 @@ import (
 	"github.com/smeltml/smelt/internal/testmodels"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/*.plan goldens")
-
-func loadGraph(t *testing.T, dir string) *ir.Graph {
+func loadGraph(t testing.TB, dir string) *ir.Graph {
 	t.Helper()
 	m, err := convert.Load(dir)
 	if err != nil {
@@ -52,6 +49,7 @@ func TestPlanGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := filepath.Join("testdata", tt.name+".plan")
+			useGolden(tt.name + ".plan")
 			if *update {
 				if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
 					t.Fatal(err)
