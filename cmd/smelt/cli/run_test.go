@@ -416,6 +416,16 @@ func TestRunCLI(t *testing.T) {
 	if got.Text != want.Text {
 		t.Errorf("text:\n run      %q\n generate %q", got.Text, want.Text)
 	}
+	// Sampling flags reach the GPU sample pass: top-k 1 is greedy whatever
+	// the temperature; a hot temperature with a seed leaves the greedy path.
+	top1 := report("run", out, "--prompt", prompt, "-n", "24", "--json", "--node-modules", nm, "--temperature", "0.9", "--top-k", "1", "--seed", "5")
+	if diff := cmp.Diff(want.IDs, top1.IDs); diff != "" {
+		t.Errorf("--top-k 1 ids differ from greedy (-greedy +top-k 1):\n%s", diff)
+	}
+	hot := report("run", out, "--prompt", prompt, "-n", "24", "--json", "--node-modules", nm, "--temperature", "1.5", "--top-p", "0.95", "--seed", "5", "--ignore-eos")
+	if len(hot.IDs) != 24 || cmp.Equal(hot.IDs, want.IDs) {
+		t.Errorf("--temperature 1.5 --seed 5 gave ids %v: want 24 ids that differ from greedy %v", hot.IDs, want.IDs)
+	}
 	// Plain output: the prompt, the streamed text and a newline.
 	stdout.Reset()
 	stderr.Reset()
