@@ -267,13 +267,13 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 		}
 		if r.Pattern.String != nil && r.Pattern.Regex == nil {
 			if *r.Pattern.String == "" {
-				return nil, fmt.Errorf("Replace: empty String pattern")
+				return nil, fmt.Errorf("type \"Replace\": empty String pattern")
 			}
 			return &replaceDecoder{literal: *r.Pattern.String, content: r.Content}, nil
 		}
 		re, err := r.Pattern.compile()
 		if err != nil {
-			return nil, fmt.Errorf("Replace: %w", err)
+			return nil, fmt.Errorf("type \"Replace\": %w", err)
 		}
 		return &replaceDecoder{re: re, content: r.Content}, nil
 	case "ByteFallback":
@@ -290,7 +290,7 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 			return nil, err
 		}
 		if utf8.RuneCountInString(s.Content) != 1 || s.Start < 0 || s.Stop < 0 {
-			return nil, fmt.Errorf("Strip: want one content character and start, stop >= 0, got %q, %d, %d", s.Content, s.Start, s.Stop)
+			return nil, fmt.Errorf("type \"Strip\": want one content character and start, stop >= 0, got %q, %d, %d", s.Content, s.Start, s.Stop)
 		}
 		r, _ := utf8.DecodeRuneInString(s.Content)
 		return stripDecoder{content: r, start: s.Start, stop: s.Stop}, nil

@@ -348,7 +348,7 @@ func TestUnsupported(t *testing.T) {
 		{"bad merge", func(f map[string]any) { f["model"].(map[string]any)["merges"] = []string{"a z"} }, `token "z" not in the vocab`},
 		{"bad regex", func(f map[string]any) {
 			f["pre_tokenizer"] = map[string]any{"type": "Split", "pattern": map[string]any{"Regex": "(?<"}, "behavior": "Isolated"}
-		}, "Split: pattern"},
+		}, `type "Split": pattern`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

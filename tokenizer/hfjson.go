@@ -316,17 +316,17 @@ func parsePostProcessor(raw json.RawMessage, vocab map[string]int) (*template, e
 			switch {
 			case piece.Sequence != nil:
 				if seen {
-					return nil, fmt.Errorf("TemplateProcessing: single template has two sequences")
+					return nil, fmt.Errorf("type \"TemplateProcessing\": single template has two sequences")
 				}
 				seen = true
 			case piece.SpecialToken != nil:
 				st, ok := tp.SpecialTokens[piece.SpecialToken.ID]
 				if !ok {
-					return nil, fmt.Errorf("TemplateProcessing: special token %q not in special_tokens", piece.SpecialToken.ID)
+					return nil, fmt.Errorf("type \"TemplateProcessing\": special token %q not in special_tokens", piece.SpecialToken.ID)
 				}
 				for _, id := range st.IDs {
 					if id < 0 || id >= maxVocab {
-						return nil, fmt.Errorf("TemplateProcessing: special token %q: id %d out of range", piece.SpecialToken.ID, id)
+						return nil, fmt.Errorf("type \"TemplateProcessing\": special token %q: id %d out of range", piece.SpecialToken.ID, id)
 					}
 				}
 				if seen {
@@ -335,11 +335,11 @@ func parsePostProcessor(raw json.RawMessage, vocab map[string]int) (*template, e
 					out.prefix = append(out.prefix, st.IDs...)
 				}
 			default:
-				return nil, fmt.Errorf("TemplateProcessing: template piece is neither SpecialToken nor Sequence")
+				return nil, fmt.Errorf("type \"TemplateProcessing\": template piece is neither SpecialToken nor Sequence")
 			}
 		}
 		if !seen {
-			return nil, fmt.Errorf("TemplateProcessing: single template has no sequence")
+			return nil, fmt.Errorf("type \"TemplateProcessing\": single template has no sequence")
 		}
 		return out, nil
 	}

@@ -169,13 +169,13 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 		}
 		if r.Pattern.String != nil && r.Pattern.Regex == nil {
 			if *r.Pattern.String == "" {
-				return nil, fmt.Errorf("Replace: empty String pattern")
+				return nil, fmt.Errorf("type \"Replace\": empty String pattern")
 			}
 			return &replaceNormalizer{literal: *r.Pattern.String, content: r.Content}, nil
 		}
 		re, err := r.Pattern.compile()
 		if err != nil {
-			return nil, fmt.Errorf("Replace: %w", err)
+			return nil, fmt.Errorf("type \"Replace\": %w", err)
 		}
 		return &replaceNormalizer{re: re, content: r.Content}, nil
 	case "Strip":

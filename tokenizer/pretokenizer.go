@@ -335,11 +335,11 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		}
 		beh, ok := splitBehaviors[s.Behavior]
 		if !ok {
-			return nil, fmt.Errorf("Split: unknown behavior %q", s.Behavior)
+			return nil, fmt.Errorf("type \"Split\": unknown behavior %q", s.Behavior)
 		}
 		re, err := s.Pattern.compile()
 		if err != nil {
-			return nil, fmt.Errorf("Split: %w", err)
+			return nil, fmt.Errorf("type \"Split\": %w", err)
 		}
 		return &splitPre{re: re, behavior: beh, invert: s.Invert}, nil
 	case "Metaspace":
@@ -376,7 +376,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 // the decoder; older files have add_prefix_space instead of prepend_scheme.
 func newMetaspace(replacement string, scheme *string, addPrefixSpace *bool) (*metaspacePre, error) {
 	if replacement == "" {
-		return nil, fmt.Errorf("Metaspace: empty replacement")
+		return nil, fmt.Errorf("type \"Metaspace\": empty replacement")
 	}
 	p := &metaspacePre{replacement: replacement, prepend: "always"}
 	switch {
@@ -385,7 +385,7 @@ func newMetaspace(replacement string, scheme *string, addPrefixSpace *bool) (*me
 		case "always", "first", "never":
 			p.prepend = *scheme
 		default:
-			return nil, fmt.Errorf("Metaspace: unknown prepend_scheme %q", *scheme)
+			return nil, fmt.Errorf("type \"Metaspace\": unknown prepend_scheme %q", *scheme)
 		}
 	case addPrefixSpace != nil && !*addPrefixSpace:
 		p.prepend = "never"
