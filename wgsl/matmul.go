@@ -69,8 +69,19 @@ func (p MatMul) rows() int {
 	return p.RowCount
 }
 
+// qvec reports whether the GEMV reads quantized weights as vec4<u32> (16
+// bytes, 32 int4 or 16 int8 values of one scale group per load): rows of a
+// multiple of 4 words and groups of a multiple of 4 words.
+func (p MatMul) qvec() bool {
+	w := p.Weights
+	return p.Mode == GEMV && w.Quantized() && (p.K*w.Bits/32)%4 == 0 && w.GroupSize%(128/w.Bits) == 0
+}
+
 // elemsPerWord is how many weights one GEMV step of one invocation reads.
 func (p MatMul) elemsPerWord() int {
+	if p.qvec() {
+		return 128 / p.Weights.Bits
+	}
 	switch p.Weights.Type {
 	case ir.F32:
 		if p.K%4 == 0 {
@@ -221,6 +232,7 @@ func (p MatMul) Render() (string, error) {
 		"F16": p.Compute == ir.F16, "LastRow": p.LastRow,
 		"TPR": p.TPR(), "E": p.elemsPerWord(), "XVec": p.Mode == GEMV && p.elemsPerWord()%4 == 0,
 		"WVec4": p.Mode == GEMV && p.Weights.Type == ir.F32 && p.elemsPerWord() == 4,
+		"QVec":  p.qvec(),
 		"TM":    gemmTM, "TN": gemmTN, "TK": gemmTK,
 	})
 	if p.Mode == GEMM {

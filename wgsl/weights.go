@@ -115,7 +115,7 @@ func (w Weights) bindings(first, rows, k int) []Binding {
 // templateData returns the template fields of the weights template.
 func (w Weights) templateData(first, k int) map[string]any {
 	d := map[string]any{
-		"WBind": first, "WType": w.Type.String(), "K": k, "WVec4": false,
+		"WBind": first, "WType": w.Type.String(), "K": k, "WVec4": false, "QVec": false,
 		"Bits": 0, "Mask": 0, "G": 0, "NB": 0, "WPR": 0, "ZRB": 0, "Sym": true, "ScaleF16": false, "ZDef": 0,
 	}
 	if w.Quantized() {

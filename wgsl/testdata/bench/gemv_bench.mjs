@@ -54,6 +54,76 @@ function randomFill(buf, size) {
   }
 }
 
+// Copy roof: device-to-device copyBufferToBuffer of --mb megabytes, counted
+// as bytes read + bytes written.
+{
+  const size = Math.min(Math.floor(totalBytes / 4) * 4, device.limits.maxBufferSize);
+  const usage = GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | GPUBufferUsage.STORAGE;
+  const a = device.createBuffer({ size, usage });
+  const b = device.createBuffer({ size, usage });
+  const copies = 20;
+  const go = async () => {
+    const enc = device.createCommandEncoder();
+    for (let i = 0; i < copies; i++) enc.copyBufferToBuffer(i % 2 ? b : a, 0, i % 2 ? a : b, 0, size);
+    const t0 = performance.now();
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone();
+    return performance.now() - t0;
+  };
+  await go();
+  const ms = await go();
+  const gbs = (2 * size * copies) / (ms / 1e3) / 1e9;
+  results.push({ copyMB: size / 1e6, copyGBps: gbs });
+  console.log(`copy roof: ${(size / 1e6).toFixed(0)} MB buffer-to-buffer, ${gbs.toFixed(1)} GB/s (read + write, wall clock)`);
+  // Read roof: a compute kernel that only streams the buffer (vec4<u32>
+  // loads, grid-stride), timed with timestamp queries when available.
+  const code = `
+@group(0) @binding(0) var<storage, read> a: array<vec4u>;
+@group(0) @binding(1) var<storage, read_write> o: array<u32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let n = arrayLength(&a);
+  let stride = nwg.x * 256u;
+  var acc = vec4u(0u);
+  for (var i = g.x; i < n; i += stride) { acc ^= a[i]; }
+  if (acc.x == 0x12345678u && acc.y == 0x9abcdef0u) { o[0] = acc.z; }
+}`;
+  const pipe = await device.createComputePipelineAsync({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } });
+  const o = device.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE });
+  const bindSize = Math.min(size, device.limits.maxStorageBufferBindingSize);
+  const bgs = [a, b].map((buf) => device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [
+    { binding: 0, resource: { buffer: buf, size: bindSize } }, { binding: 1, resource: { buffer: o } }] }));
+  const qs = hasTS ? device.createQuerySet({ type: 'timestamp', count: 2 }) : null;
+  const qb = hasTS ? device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }) : null;
+  const qr = hasTS ? device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }) : null;
+  const reads = 20;
+  const once = async () => {
+    const enc = device.createCommandEncoder();
+    const pass = enc.beginComputePass(hasTS ? { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
+    pass.setPipeline(pipe);
+    for (let i = 0; i < reads; i++) { pass.setBindGroup(0, bgs[i % 2]); pass.dispatchWorkgroups(8192); }
+    pass.end();
+    if (hasTS) { enc.resolveQuerySet(qs, 0, 2, qb, 0); enc.copyBufferToBuffer(qb, 0, qr, 0, 16); }
+    const t0 = performance.now();
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone();
+    let ms = performance.now() - t0;
+    if (hasTS) {
+      await qr.mapAsync(GPUMapMode.READ);
+      const ts = new BigUint64Array(qr.getMappedRange().slice(0));
+      qr.unmap();
+      if (ts[1] > ts[0]) ms = Number(ts[1] - ts[0]) / 1e6;
+    }
+    return ms;
+  };
+  await once();
+  const rms = await once();
+  const rgbs = (bindSize * reads) / (rms / 1e3) / 1e9;
+  results.push({ readMB: bindSize / 1e6, readGBps: rgbs });
+  console.log(`read roof: ${(bindSize / 1e6).toFixed(0)} MB streamed by a compute kernel, ${rgbs.toFixed(1)} GB/s`);
+  a.destroy(); b.destroy();
+}
+
 for (const e of plan) {
   if (args.filter && !e.kernel.includes(args.filter) && !e.shape.includes(args.filter)) continue;
   const needs = e.features.filter((f) => !features.includes(f));

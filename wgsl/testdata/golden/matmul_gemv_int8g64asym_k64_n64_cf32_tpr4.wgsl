@@ -10,7 +10,7 @@ struct Step {
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
 
-@group(0) @binding(2) var<storage, read> qweight: array<u32>;
+@group(0) @binding(2) var<storage, read> qweight: array<vec4u>;
 @group(0) @binding(3) var<storage, read> scales: array<u32>;
 @group(0) @binding(4) var<storage, read> zeros: array<u32>;
 
@@ -39,7 +39,8 @@ fn w_zero(n: u32, j: u32) -> f32 {
 // w_elem is the dequantized weight w(n, k) of local row n.
 fn w_elem(n: u32, k: u32) -> f32 {
   let bit = k * W_BITS;
-  let q = (qweight[n * W_WPR + (bit >> 5u)] >> (bit & 31u)) & W_MASK;
+  let wi = n * W_WPR + (bit >> 5u);
+  let q = (qweight[wi >> 2u][wi & 3u] >> (bit & 31u)) & W_MASK;
   let j = k / W_G;
   return (f32(q) - w_zero(n, j)) * w_scale(n, j);
 }
@@ -49,19 +50,23 @@ const R0: u32 = 0u;
 const RC: u32 = 64u;
 const TPR: u32 = 4u;
 const RPW: u32 = 64u;
-const WORDS: u32 = 16u;
+const WORDS: u32 = 4u;
 
 var<workgroup> red: array<f32, 256>;
 
-// word_dot is the dot product of word wi (4 weights) of local row r with x row t.
+// word_dot is the dot product of word wi (16 weights) of local row r with x row t.
 fn word_dot(r: u32, wi: u32, t: u32) -> f32 {
-  let word = qweight[r * W_WPR + wi];
-  let j = (wi * 4u) / W_G;
+  let words = qweight[r * WORDS + wi];
+  let j = (wi * 16u) / W_G;
   let s = w_scale(r, j);
   let z = w_zero(r, j);
-  let q = (vec4u(word) >> vec4u(0u, 8u, 16u, 24u)) & vec4u(255u);
-  let xv = x[t * (W_K / 4u) + wi];
-  return s * dot(vec4f(q) - z, xv);
+  var acc = 0.0;
+  let xb = t * (W_K / 4u) + wi * 4u;
+  for (var c = 0u; c < 4u; c++) {
+    let q = (vec4u(words[c]) >> vec4u(0u, 8u, 16u, 24u)) & vec4u(255u);
+    acc += dot(vec4f(q) - z, x[xb + c]);
+  }
+  return s * f32(acc);
 }
 
 @compute @workgroup_size(256)

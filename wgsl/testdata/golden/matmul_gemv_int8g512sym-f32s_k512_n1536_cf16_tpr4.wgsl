@@ -1,5 +1,6 @@
-// matmul_gemv_int8g512sym-f32s_k512_n1536_cf32_tpr16: GEMV y = x · Wᵀ, weights q, rows 0..1536 of 1536.
-// 16 invocations per output row, 16 rows per workgroup; workgroup_id.y = token row.
+// matmul_gemv_int8g512sym-f32s_k512_n1536_cf16_tpr4: GEMV y = x · Wᵀ, weights q, rows 0..1536 of 1536.
+// 4 invocations per output row, 64 rows per workgroup; workgroup_id.y = token row.
+enable f16;
 // Step: rows = tokens of this step (T), pos0 = position of its first token.
 struct Step {
   rows: u32,
@@ -10,7 +11,7 @@ struct Step {
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
 
-@group(0) @binding(2) var<storage, read> qweight: array<u32>;
+@group(0) @binding(2) var<storage, read> qweight: array<vec4u>;
 @group(0) @binding(3) var<storage, read> scales: array<f32>;
 
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
@@ -35,7 +36,8 @@ fn w_zero(n: u32, j: u32) -> f32 {
 // w_elem is the dequantized weight w(n, k) of local row n.
 fn w_elem(n: u32, k: u32) -> f32 {
   let bit = k * W_BITS;
-  let q = (qweight[n * W_WPR + (bit >> 5u)] >> (bit & 31u)) & W_MASK;
+  let wi = n * W_WPR + (bit >> 5u);
+  let q = (qweight[wi >> 2u][wi & 3u] >> (bit & 31u)) & W_MASK;
   let j = k / W_G;
   return (f32(q) - w_zero(n, j)) * w_scale(n, j);
 }
@@ -43,21 +45,25 @@ fn w_elem(n: u32, k: u32) -> f32 {
 const N: u32 = 1536u;
 const R0: u32 = 0u;
 const RC: u32 = 1536u;
-const TPR: u32 = 16u;
-const RPW: u32 = 16u;
-const WORDS: u32 = 128u;
+const TPR: u32 = 4u;
+const RPW: u32 = 64u;
+const WORDS: u32 = 32u;
 
 var<workgroup> red: array<f32, 256>;
 
-// word_dot is the dot product of word wi (4 weights) of local row r with x row t.
+// word_dot is the dot product of word wi (16 weights) of local row r with x row t.
 fn word_dot(r: u32, wi: u32, t: u32) -> f32 {
-  let word = qweight[r * W_WPR + wi];
-  let j = (wi * 4u) / W_G;
+  let words = qweight[r * WORDS + wi];
+  let j = (wi * 16u) / W_G;
   let s = w_scale(r, j);
-  let z = w_zero(r, j);
-  let q = (vec4u(word) >> vec4u(0u, 8u, 16u, 24u)) & vec4u(255u);
-  let xv = x[t * (W_K / 4u) + wi];
-  return s * dot(vec4f(q) - z, xv);
+  let z = f16(w_zero(r, j));
+  var acc = 0.0h;
+  let xb = t * (W_K / 4u) + wi * 4u;
+  for (var c = 0u; c < 4u; c++) {
+    let q = (vec4u(words[c]) >> vec4u(0u, 8u, 16u, 24u)) & vec4u(255u);
+    acc += dot(vec4<f16>(q) - z, vec4<f16>(x[xb + c]));
+  }
+  return s * f32(acc);
 }
 
 @compute @workgroup_size(256)

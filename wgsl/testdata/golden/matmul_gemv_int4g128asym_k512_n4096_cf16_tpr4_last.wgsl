@@ -1,5 +1,5 @@
-// matmul_gemv_int4g128asym_k512_n4096_cf16_tpr8_last: GEMV y = x · Wᵀ, weights q, rows 0..4096 of 4096.
-// 8 invocations per output row, 32 rows per workgroup; workgroup_id.y = token row.
+// matmul_gemv_int4g128asym_k512_n4096_cf16_tpr4_last: GEMV y = x · Wᵀ, weights q, rows 0..4096 of 4096.
+// 4 invocations per output row, 64 rows per workgroup; workgroup_id.y = token row.
 enable f16;
 // Step: rows = tokens of this step (T), pos0 = position of its first token.
 struct Step {
@@ -11,7 +11,7 @@ struct Step {
 @group(0) @binding(0) var<uniform> step: Step;
 @group(0) @binding(1) var<storage, read> x: array<vec4f>;
 
-@group(0) @binding(2) var<storage, read> qweight: array<u32>;
+@group(0) @binding(2) var<storage, read> qweight: array<vec4u>;
 @group(0) @binding(3) var<storage, read> scales: array<u32>;
 @group(0) @binding(4) var<storage, read> zeros: array<u32>;
 
@@ -40,7 +40,8 @@ fn w_zero(n: u32, j: u32) -> f32 {
 // w_elem is the dequantized weight w(n, k) of local row n.
 fn w_elem(n: u32, k: u32) -> f32 {
   let bit = k * W_BITS;
-  let q = (qweight[n * W_WPR + (bit >> 5u)] >> (bit & 31u)) & W_MASK;
+  let wi = n * W_WPR + (bit >> 5u);
+  let q = (qweight[wi >> 2u][wi & 3u] >> (bit & 31u)) & W_MASK;
   let j = k / W_G;
   return (f32(q) - w_zero(n, j)) * w_scale(n, j);
 }
@@ -48,23 +49,26 @@ fn w_elem(n: u32, k: u32) -> f32 {
 const N: u32 = 4096u;
 const R0: u32 = 0u;
 const RC: u32 = 4096u;
-const TPR: u32 = 8u;
-const RPW: u32 = 32u;
-const WORDS: u32 = 64u;
+const TPR: u32 = 4u;
+const RPW: u32 = 64u;
+const WORDS: u32 = 16u;
 
 var<workgroup> red: array<f32, 256>;
 
-// word_dot is the dot product of word wi (8 weights) of local row r with x row t.
+// word_dot is the dot product of word wi (32 weights) of local row r with x row t.
 fn word_dot(r: u32, wi: u32, t: u32) -> f32 {
-  let word = qweight[r * W_WPR + wi];
-  let j = (wi * 8u) / W_G;
+  let words = qweight[r * WORDS + wi];
+  let j = (wi * 32u) / W_G;
   let s = w_scale(r, j);
-  let z = w_zero(r, j);
-  let q0 = (vec4u(word) >> vec4u(0u, 4u, 8u, 12u)) & vec4u(15u);
-  let q1 = (vec4u(word) >> vec4u(16u, 20u, 24u, 28u)) & vec4u(15u);
-  let xb = t * (W_K / 4u) + wi * 2u;
-  let zh = f16(z);
-  return s * f32(dot(vec4<f16>(q0) - zh, vec4<f16>(x[xb])) + dot(vec4<f16>(q1) - zh, vec4<f16>(x[xb + 1u])));
+  let z = f16(w_zero(r, j));
+  var acc = 0.0h;
+  let xb = t * (W_K / 4u) + wi * 8u;
+  for (var c = 0u; c < 4u; c++) {
+    let q0 = (vec4u(words[c]) >> vec4u(0u, 4u, 8u, 12u)) & vec4u(15u);
+    let q1 = (vec4u(words[c]) >> vec4u(16u, 20u, 24u, 28u)) & vec4u(15u);
+    acc += dot(vec4<f16>(q0) - z, vec4<f16>(x[xb + 2u * c])) + dot(vec4<f16>(q1) - z, vec4<f16>(x[xb + 2u * c + 1u]));
+  }
+  return s * f32(acc);
 }
 
 @compute @workgroup_size(256)
