@@ -353,11 +353,11 @@ func decodeF32(s string) ([]float32, error) {
 }
 
 // TestRunMatchesExecutorRef29m does the same for ref29m (f16 weights, GQA,
-// untied head) as stored, and with int4-g128 linears.
+// untied head) as stored, and with int8 per-channel and int4-g128 linears.
 func TestRunMatchesExecutorRef29m(t *testing.T) {
 	src := testmodels.Path(t, "ref29m")
 	ids := promptIDs(t, src, "Once upon a time, there was a little girl named")
-	for _, scheme := range []string{"", "int4-g128-asym"} {
+	for _, scheme := range []string{"", "int8-channel-sym", "int4-g128-asym"} {
 		name := scheme
 		if name == "" {
 			name = "f16"
