@@ -45,9 +45,15 @@ func benchKernels(s benchShape) []wgsl.MatMul {
 	base := wgsl.MatMul{Mode: wgsl.GEMV, K: s.k, N: s.n, Weights: s.w, Compute: ir.F32}
 	f16 := base
 	f16.Compute = ir.F16
-	one := base
-	one.ThreadsPerRow = 1
-	return []wgsl.MatMul{base, f16, one}
+	ks := []wgsl.MatMul{base, f16}
+	for _, tpr := range []int{1, 32, 64, 128} {
+		if tpr != base.TPR() && tpr <= s.k/32 {
+			k := base
+			k.ThreadsPerRow = tpr
+			ks = append(ks, k)
+		}
+	}
+	return ks
 }
 
 // weightBytes is the number of weight bytes a GEMV reads.

@@ -39,8 +39,8 @@
 //	k.Bindings()            // 0 step (uniform, 16 B), 1 x (read, 2048 B/row),
 //	                        // 2 qweight (read, 131072 B), 3 scales (read, 4096 B),
 //	                        // 4 zeros (read, 1024 B), 5 y (read_write, 2048 B/row)
-//	k.Workgroup()           // [256 1 1]: 4 invocations per output row, 64 rows each
-//	k.Dispatch(1)           // [8 1 1]
+//	k.Workgroup()           // [256 1 1]: 8 invocations per output row, 32 rows each
+//	k.Dispatch(1)           // [16 1 1]
 //
 // The rendered text is pinned in testdata/golden/<Name()>.wgsl.
 package wgsl

@@ -84,8 +84,8 @@ func TestDispatch(t *testing.T) {
 		rows int
 		want [3]int
 	}{
-		{"gemv default tpr", wgsl.MatMul{Mode: wgsl.GEMV, K: 512, N: 512, Weights: int4G128A, Compute: ir.F32}, 1, [3]int{8, 1, 1}},
-		{"gemv rows", wgsl.MatMul{Mode: wgsl.GEMV, K: 2048, N: 2048, Weights: int4G128A, Compute: ir.F32}, 3, [3]int{64, 3, 1}},
+		{"gemv default tpr", wgsl.MatMul{Mode: wgsl.GEMV, K: 512, N: 512, Weights: int4G128A, Compute: ir.F32}, 1, [3]int{16, 1, 1}},
+		{"gemv rows", wgsl.MatMul{Mode: wgsl.GEMV, K: 2048, N: 2048, Weights: int4G128A, Compute: ir.F32}, 3, [3]int{256, 3, 1}},
 		{"gemv last", wgsl.MatMul{Mode: wgsl.GEMV, K: 64, N: 512, Weights: int4G32S, Compute: ir.F32, LastRow: true}, 9, [3]int{8, 1, 1}},
 		{"gemm", wgsl.MatMul{Mode: wgsl.GEMM, K: 64, N: 172, Weights: wF32, Compute: ir.F32}, 33, [3]int{3, 2, 1}},
 		{"rmsnorm spill", wgsl.RMSNorm{D: 64, Eps: 1e-5, Weight: ir.F32}, 70000, [3]int{35000, 2, 1}},
