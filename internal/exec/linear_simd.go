@@ -11,7 +11,8 @@ import (
 
 // With GOEXPERIMENT=simd (Go's experimental simd/archsimd package) on a CPU
 // with AVX2 and FMA, Linear uses the kernels below instead of gonum's
-// Sgemm/Sgemv when K is a multiple of 8. Semantics are Linear's; only the
+// Sgemm when T > 1 and K is a multiple of 8 (gonum's Sgemv stays faster
+// for T == 1). Semantics are Linear's; only the
 // float32 summation order differs: y[t,n] accumulates x[t,k]*w[n,k] in 8
 // lanes (lane j sums k ≡ j mod 8 in increasing k, fused multiply-adds),
 // then adds the lanes as ((l0+l4)+(l1+l5)) + ((l2+l6)+(l3+l7)). Each output

@@ -41,11 +41,12 @@ func RMSNorm(y, x []float32, T, D int, w []float32, eps float64) {
 // Products are accumulated in float32 by BLAS (gonum's blas32, or whatever
 // implementation blas32.Use installed). T == 1 uses Sgemv, T > 1 Sgemm;
 // both are deterministic whatever GOMAXPROCS is. Built with
-// GOEXPERIMENT=simd on an AVX2+FMA CPU, K a multiple of 8 goes through the
-// SIMD kernels of linear_simd.go instead (same semantics, another
-// deterministic summation order). y must not alias x.
+// GOEXPERIMENT=simd on an AVX2+FMA CPU, T > 1 with K a multiple of 8 goes
+// through the SIMD kernels of linear_simd.go instead (same semantics,
+// another deterministic summation order; for T == 1 gonum's Sgemv measured
+// faster). y must not alias x.
 func Linear(y, x []float32, T int, w []float32, N, K int, b []float32) {
-	if simdLinear != nil && K%8 == 0 {
+	if simdLinear != nil && K%8 == 0 && T > 1 {
 		simdLinear(y[:T*N], x[:T*K], T, w[:N*K], N, K)
 	} else if T == 1 {
 		blas32.Gemv(blas.NoTrans, 1, blas32.General{Rows: N, Cols: K, Stride: K, Data: w[:N*K]},
