@@ -896,6 +896,9 @@ func (m *model) finish(g *ir.Graph, opts Options, act bool) (*ir.Graph, *Report,
 		rep.Notes = append(rep.Notes, fmt.Sprintf("importance from calibration activations (%d tokens)", opts.Stats.Tokens))
 	} else {
 		rep.Notes = append(rep.Notes, "importance from weight magnitudes")
+		if opts.Method != "magnitude" {
+			rep.Notes = append(rep.Notes, "calibration activations usually rank much better (on ref29m, structured-mlp 25%: +226% perplexity by magnitudes, +43% by activations)")
+		}
 	}
 	return ng, rep, nil
 }
