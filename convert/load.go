@@ -38,6 +38,43 @@ func RegisterOpener(format string, open func(path string) (*tensorfile.Inventory
 	openers[format] = open
 }
 
+// GraphMapper maps a weight file that carries its own compute graph (ONNX)
+// onto family fam's canonical tensors. cfg holds the hyper-parameters from
+// the config.json beside the file; the mapper checks them against the graph
+// and returns them as the graph defines them.
+type GraphMapper func(path string, fam *arch.Family, cfg ir.Config) (*tensorfile.Inventory, *arch.Mapping, ir.Config, error)
+
+// graphMappers maps a weight-file format to its graph mapper (see
+// RegisterGraphMapper).
+var graphMappers = map[string]GraphMapper{}
+
+// RegisterGraphMapper adds the graph mapper of a format ("onnx"); Load uses
+// it for weight files of that format instead of name-based mapping.
+func RegisterGraphMapper(format string, m GraphMapper) { graphMappers[format] = m }
+
+// onnxModel returns the .onnx file OpenWeights would read at path, or "".
+func onnxModel(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	if !st.IsDir() {
+		if strings.HasSuffix(path, ".onnx") {
+			return path
+		}
+		return ""
+	}
+	for _, name := range []string{safetensors.IndexFile, "model.safetensors", "pytorch_model.bin"} {
+		if exists(filepath.Join(path, name)) {
+			return ""
+		}
+	}
+	if onnx, _ := filepath.Glob(filepath.Join(path, "*.onnx")); len(onnx) == 1 {
+		return onnx[0]
+	}
+	return ""
+}
+
 // OpenWeights finds and opens the weights at path: a model folder
 // (model.safetensors.index.json, model.safetensors, pytorch_model.bin or a
 // single *.onnx, in that order of preference) or a single file.
@@ -115,7 +152,11 @@ func exists(p string) bool {
 
 // Load reads a Hugging Face model folder (config.json + weights) and maps
 // it onto its architecture. path may also be a weight file inside a folder
-// that holds config.json.
+// that holds config.json. An ONNX model (a folder with one *.onnx and no
+// safetensors/pytorch weights, or a .onnx file) is mapped by walking its
+// graph (the registered GraphMapper, package convert/onnx); it too needs
+// config.json beside it, for what the graph does not state (heads, kv
+// heads, rope theta, ...).
 func Load(path string) (*Model, error) {
 	dir := path
 	if st, err := os.Stat(path); err != nil {
@@ -124,6 +165,9 @@ func Load(path string) (*Model, error) {
 		dir = filepath.Dir(path)
 	}
 	cfgPath := filepath.Join(dir, "config.json")
+	if p := onnxModel(path); p != "" && !exists(cfgPath) {
+		return nil, fmt.Errorf("convert: %s: an ONNX model needs config.json beside it for heads/kv heads/rope theta", filepath.Base(p))
+	}
 	raw, err := readConfig(cfgPath)
 	if err != nil {
 		return nil, err
@@ -144,12 +188,17 @@ func Load(path string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if inv.Format == "onnx" {
+	var m *arch.Mapping
+	if mapper, ok := graphMappers[inv.Format]; ok {
+		file := filepath.Join(inv.Dir, inv.Files[0])
 		inv.Close()
-		return nil, fmt.Errorf("convert: %s: ONNX graphs are listed by inspect but not mapped onto an architecture; use the Hugging Face folder", path)
-	}
-	m, err := arch.Map(fam, cfg, inv)
-	if err != nil {
+		if inv, m, cfg, err = mapper(file, fam, cfg); err != nil {
+			return nil, err
+		}
+	} else if inv.Format == "onnx" {
+		inv.Close()
+		return nil, fmt.Errorf("convert: %s: no ONNX graph mapper is linked into this binary (import smelt/convert/onnx)", path)
+	} else if m, err = arch.Map(fam, cfg, inv); err != nil {
 		inv.Close()
 		return nil, err
 	}

@@ -64,4 +64,36 @@
 //	onnx.ops         Add=...,Cast=...,...,Where=...
 //	onnx.inputs      input_ids:i64[batch,sequence]
 //	onnx.outputs     logits:f32[batch,sequence,512]
+//
+// # Mapping onto an architecture
+//
+// MapLlama (llama.go) walks the graph of a torch.onnx.export of a Hugging
+// Face-convention Llama and names its anonymous initializers: the export's
+// weights are MatMul right operands stored [in, out], so each linear
+// tensor becomes its canonical name with a lazy Transpose transform to
+// [out, in]. convert.Load uses it (the registered GraphMapper) for a folder
+// holding one *.onnx and a config.json, which supplies what the graph does
+// not state in one place (heads, kv heads, rope theta, eps); every value
+// the graph fixes is checked against it, and anything outside the
+// recognized pattern is an error naming the node. For stories260K's export
+// plus stories260K/config.json:
+//
+//	token_embd.weight        ← p.model__embed_tokens__weight   [512 64]
+//	blk.0.attn_norm.weight   ← p.model__layers__0__input_layernorm__weight
+//	blk.0.attn_q.weight      ← onnx::MatMul_1166  [64 64]   transpose
+//	blk.0.attn_k.weight      ← onnx::MatMul_1167  [64 32] → [32 64]
+//	blk.0.attn_v.weight      ← onnx::MatMul_1168  [64 32] → [32 64]
+//	blk.0.attn_output.weight ← onnx::MatMul_1238  [64 64]   transpose
+//	blk.0.ffn_norm.weight    ← p.model__layers__0__post_attention_layernorm__weight
+//	blk.0.ffn_gate.weight    ← onnx::MatMul_1239  [64 172] → [172 64]
+//	blk.0.ffn_up.weight      ← onnx::MatMul_1240  [64 172] → [172 64]
+//	blk.0.ffn_down.weight    ← onnx::MatMul_1241  [172 64] → [64 172]
+//	...
+//	output_norm.weight       ← p.model__norm__weight
+//	output.weight            ← onnx::MatMul_1326  [64 512] → [512 64]
+//
+// with tie_word_embeddings false (the graph carries its own head matrix,
+// equal to the embedding). Every mapped tensor equals model.safetensors'
+// bytes, and the executor's logits on the reference prompts equal torch's
+// and onnxruntime-node's on model.onnx (llama_test.go).
 package onnx
