@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/smeltml/smelt/internal/ir"
+	"github.com/smeltml/smelt/internal/textdata"
 )
 
 func TestRopeInvFreq(t *testing.T) {
@@ -72,7 +73,7 @@ func TestPerplexityWindows(t *testing.T) {
 	}{
 		{n: 10, ctx: 4, stride: 2, want: []Window{{0, 4, 1}, {2, 6, 4}, {4, 8, 6}, {6, 10, 8}}},
 		{n: 10, ctx: 4, stride: 4, want: []Window{{0, 4, 1}, {4, 8, 5}, {8, 10, 9}}},
-		{n: 9, ctx: 4, stride: 4, want: []Window{{0, 4, 1}, {4, 8, 5}, {8, 9, 9}}},
+		{n: 9, ctx: 4, stride: 4, want: []Window{{0, 4, 1}, {4, 8, 5}}},
 		{n: 3, ctx: 512, stride: 512, want: []Window{{0, 3, 1}}},
 		{n: 11, ctx: 4, stride: 3, want: []Window{{0, 4, 1}, {3, 7, 4}, {6, 10, 7}, {9, 11, 10}}},
 		{n: 1, ctx: 4, stride: 4, wantErr: "at least 2 tokens"},
@@ -107,6 +108,33 @@ func TestPerplexityWindows(t *testing.T) {
 		}
 		if tt.stride < tt.ctx && len(seen) != tt.n-1 {
 			t.Errorf("n=%d ctx=%d stride=%d: %d targets scored, want %d", tt.n, tt.ctx, tt.stride, len(seen), tt.n-1)
+		}
+	}
+}
+
+// TestPerplexityWindowsTextdata checks that the executor's windows are
+// those of internal/textdata (the data reader's statement of the protocol).
+func TestPerplexityWindowsTextdata(t *testing.T) {
+	for n := 2; n <= 40; n++ {
+		ids := make([]int, n)
+		for ctx := 2; ctx <= 9; ctx++ {
+			for stride := 1; stride <= ctx; stride++ {
+				got, err := PerplexityWindows(n, ctx, stride)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, err := textdata.Windows(ids, ctx, stride)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var conv []Window
+				for _, w := range want {
+					conv = append(conv, Window{Start: w.Start, End: w.Start + len(w.IDs), ScoreFrom: w.Start + w.First})
+				}
+				if diff := cmp.Diff(conv, got); diff != "" {
+					t.Fatalf("n=%d ctx=%d stride=%d (-textdata +exec):\n%s", n, ctx, stride, diff)
+				}
+			}
 		}
 	}
 }

@@ -15,12 +15,14 @@ type Window struct {
 // PerplexityWindows returns the windows of the perplexity protocol over n
 // token ids (the reference protocol of ../shared/models/README.md,
 // "Perplexity"): windows of ctx tokens start at 0, stride, 2*stride, ...
-// (the last one is cut at n, and no window starts after the one reaching
-// n); each target ids[t], t >= 1, is scored exactly once, by the first
+// (the last one is cut at n; no window starts after the one reaching n,
+// nor at n-1, where it would score nothing); each target ids[t], t >= 1, is scored exactly once, by the first
 // window that holds t and at least one earlier token. With stride == ctx
 // the windows do not overlap and the first token of every window after the
 // first is context only. Worked example: n = 10, ctx = 4, stride = 2 gives
-// {0 4 1} {2 6 4} {4 8 6} {6 10 8}; stride 4 gives {0 4 1} {4 8 5} {8 10 9}.
+// {0 4 1} {2 6 4} {4 8 6} {6 10 8}; stride 4 gives {0 4 1} {4 8 5} {8 10 9}; n = 9, ctx = stride =
+// 4 gives {0 4 1} {4 8 5} (id 8 is context only, as every window's first).
+// These are internal/textdata's Windows (checked by a test).
 // It needs n >= 2 and 1 <= stride <= ctx.
 func PerplexityWindows(n, ctx, stride int) ([]Window, error) {
 	if n < 2 {
@@ -34,7 +36,9 @@ func PerplexityWindows(n, ctx, stride int) ([]Window, error) {
 	}
 	var ws []Window
 	prevEnd := 0
-	for start := 0; ; start += stride {
+	// A window starting at n-1 would hold one id and score nothing (stride
+	// == ctx only): the windows end before it.
+	for start := 0; start < n-1; start += stride {
 		end := min(start+ctx, n)
 		ws = append(ws, Window{Start: start, End: end, ScoreFrom: max(start+1, prevEnd)})
 		if end == n {
@@ -42,6 +46,7 @@ func PerplexityWindows(n, ctx, stride int) ([]Window, error) {
 		}
 		prevEnd = end
 	}
+	return ws, nil
 }
 
 // PerplexityResult is the outcome of Perplexity.
