@@ -15,7 +15,7 @@ import (
 	"github.com/smeltml/smelt/internal/bundle"
 	"github.com/smeltml/smelt/internal/exec"
 	"github.com/smeltml/smelt/internal/ir"
-	"github.com/smeltml/smelt/internal/npy"
+	"github.com/smeltml/smelt/internal/textdata"
 	"github.com/smeltml/smelt/manifest"
 	"github.com/smeltml/smelt/quantize"
 	"github.com/smeltml/smelt/tokenizer"
@@ -45,9 +45,11 @@ func NewCmdEval(env *Env) *cobra.Command {
 a folder with manifest.json, quantized tensors dequantized exactly as stored)
 on a text, with the CPU reference executor (internal/exec).
 
-Protocol (the one of the torch references in ../shared/models/README.md):
-the whole file is tokenized once as one string, with one BOS in front (when
-the tokenizer has one) and no other special tokens; windows of --ctx tokens
+Protocol (the one of the torch references in ../shared/models/README.md,
+stated in internal/textdata): a plain-text file is tokenized once as one
+string, with one BOS in front (when the tokenizer has one) and no other
+special tokens (a .jsonl file: [BOS] + text of each record, concatenated);
+windows of --ctx tokens
 (default: the model's max_position_embeddings) start at 0, stride, 2*stride,
 ... (--stride, default --ctx: non-overlapping windows); each token t >= 1 is
 scored exactly once, by the first window holding it and at least one earlier
@@ -56,8 +58,8 @@ previous position (natural log); ppl = exp(sum NLL / scored tokens). With
 stride == ctx the first token of every window after the first is context
 only.
 
---ids reads pre-tokenized ids from a .npy file (integer dtype, BOS included)
-instead of --text. --tokenizer picks a tokenizer file (tokenizer.json or
+--ids reads pre-tokenized ids (a 1-D integer .npy or a .json array, BOS
+included, used as they are) instead of --text. --tokenizer picks a tokenizer file (tokenizer.json or
 tokenizer.model; default: the model folder's tokenizer.json, else
 tokenizer.model, or the bundle's tokenizer). --max-tokens keeps only the
 first N ids (BOS included), for quick runs.
@@ -74,8 +76,8 @@ mean_nll, ppl, seconds, tokens_per_s (forwarded tokens per second).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&opts.Text, "text", "", "text file to score (read whole, as one string)")
-	f.StringVar(&opts.IDs, "ids", "", "pre-tokenized ids (.npy, integer dtype, BOS included) instead of --text")
+	f.StringVar(&opts.Text, "text", "", "text to score: plain text (one document), .jsonl (one document per record, field \"text\") or pre-tokenized .npy/.json ids")
+	f.StringVar(&opts.IDs, "ids", "", "pre-tokenized ids (.npy integer array or .json array, BOS included) instead of --text")
 	f.StringVar(&opts.Tokenizer, "tokenizer", "", "tokenizer file (tokenizer.json or tokenizer.model) instead of the model's")
 	f.IntVar(&opts.Ctx, "ctx", 0, "window length (default: the model's max_position_embeddings)")
 	f.IntVar(&opts.Stride, "stride", 0, "distance between window starts (default: --ctx)")
@@ -104,24 +106,20 @@ func runEval(env *Env, opts *EvalOptions) error {
 	if err != nil {
 		return err
 	}
+	source := opts.Text
 	var ids []int
-	source := opts.IDs
 	if opts.IDs != "" {
-		a, err := npy.ReadFile(opts.IDs)
+		source = opts.IDs
+		d, err := textdata.Read(opts.IDs, textdata.Options{})
 		if err != nil {
-			return fmt.Errorf("eval: %s: %w", opts.IDs, err)
-		}
-		if len(a.Shape) != 1 {
-			return fmt.Errorf("eval: %s: shape %v, want one dimension of ids", opts.IDs, a.Shape)
-		}
-		if ids, err = a.Ints(); err != nil {
-			return fmt.Errorf("eval: %s: %w", opts.IDs, err)
-		}
-	} else {
-		source = opts.Text
-		if ids, err = lm.encodeDocument(opts.Text); err != nil {
 			return err
 		}
+		if d.Docs != nil {
+			return fmt.Errorf("eval: --ids %s: want pre-tokenized ids (.npy or a .json array), not text", opts.IDs)
+		}
+		ids = d.IDs
+	} else if ids, err = lm.encodeDocument(opts.Text); err != nil {
+		return err
 	}
 	if opts.MaxTokens > 0 && len(ids) > opts.MaxTokens {
 		ids = ids[:opts.MaxTokens]
@@ -235,19 +233,17 @@ func loadTokenizerFile(p string) (*tokenizer.Tokenizer, error) {
 	return tokenizer.LoadJSON(p)
 }
 
-// encodeDocument tokenizes a whole file as one string with one BOS in
-// front (when the tokenizer has one).
+// encodeDocument reads a data file (plain text, JSONL or pre-tokenized
+// ids) and tokenizes it by internal/textdata's protocol: plain text gets
+// one BOS in front (when the tokenizer has one) and is tokenized once.
 func (lm *languageModel) encodeDocument(path string) ([]int, error) {
-	b, err := os.ReadFile(path)
+	d, err := textdata.Read(path, textdata.Options{})
 	if err != nil {
-		return nil, fmt.Errorf("eval: %w", err)
+		return nil, err
 	}
-	ids, err := lm.tok.Encode(string(b))
-	if err != nil {
-		return nil, fmt.Errorf("eval: %s: %w", path, err)
+	var tok textdata.Encoder
+	if lm.tok != nil {
+		tok = lm.tok
 	}
-	if bos := lm.tok.BOS(); bos >= 0 {
-		ids = append([]int{bos}, ids...)
-	}
-	return ids, nil
+	return textdata.Tokenize(d, tok)
 }
