@@ -7,6 +7,8 @@
 #     node_modules/webgpu, ort.webgpu.min.mjs + ort-wasm-simd-threaded.asyncify.mjs
 #     and ort.wasm.xz (of ort-wasm-simd-threaded.asyncify.wasm) from onnxruntime-web/dist
 # then run `bash wgsl/testdata/bench/gpu_run.sh` there, carrying .gl and .devcache.
+# GEMV_ARGS adds gemv_bench.mjs flags (e.g. GEMV_ARGS="--filter llama8b");
+# ORT=0 skips the onnxruntime-web bench.
 set -e
 for f in .gl/*.deb; do dpkg -x $f /; done; ldconfig
 export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
@@ -21,5 +23,5 @@ cp $B/ort.webgpu.min.mjs $B/ort-wasm-simd-threaded.asyncify.mjs /tmp/ort/
 unxz $B/ort.wasm.xz > /tmp/ort/ort-wasm-simd-threaded.asyncify.wasm
 nvidia-smi --query-gpu=name,memory.total,clocks.max.mem --format=csv || true
 /tmp/node --version
-/tmp/node wgsl/testdata/bench/gemv_bench.mjs --webgpu /tmp/nm/webgpu/index.js --mb 256 --iters 400 --json $OUT/gemv.json 2>&1 | grep -v artificially
-timeout 300 /tmp/node wgsl/testdata/bench/ort_matmulnbits.mjs --webgpu /tmp/nm/webgpu/index.js --ort /tmp/ort --iters 200 --mb 256 --sets 32 --json $OUT/ort.json 2>&1 | grep -v artificially
+/tmp/node wgsl/testdata/bench/gemv_bench.mjs --webgpu /tmp/nm/webgpu/index.js --mb 256 --iters 400 --json $OUT/gemv.json $GEMV_ARGS 2>&1 | grep -v artificially
+[ "${ORT:-1}" = 0 ] || timeout 300 /tmp/node wgsl/testdata/bench/ort_matmulnbits.mjs --webgpu /tmp/nm/webgpu/index.js --ort /tmp/ort --iters 200 --mb 256 --sets 32 --json $OUT/ort.json 2>&1 | grep -v artificially
