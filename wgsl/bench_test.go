@@ -53,6 +53,24 @@ func benchKernels(s benchShape) []wgsl.MatMul {
 			ks = append(ks, k)
 		}
 	}
+	// the multi-row kernel: default threads per row, and on the GPU shapes
+	// the configurations that were best on an H100 (the plan is short; see
+	// gpu_run.sh for a grid over ThreadsPerRow x RowsPerThread).
+	rows := []wgsl.MatMul{{ThreadsPerRow: 0, RowsPerThread: 4}, {ThreadsPerRow: 1, RowsPerThread: 4}}
+	if s.k*s.n > 2048*4096 {
+		rows = []wgsl.MatMul{{RowsPerThread: 4}, {ThreadsPerRow: 32, RowsPerThread: 4}, {ThreadsPerRow: 64, RowsPerThread: 4},
+			{ThreadsPerRow: 128, RowsPerThread: 4}, {ThreadsPerRow: 32, RowsPerThread: 8}, {ThreadsPerRow: 128, RowsPerThread: 8},
+			{ThreadsPerRow: 64, RowsPerThread: 4, Subgroups: true}}
+	}
+	seen := map[string]bool{}
+	for _, v := range rows {
+		k := base
+		k.ThreadsPerRow, k.RowsPerThread, k.Subgroups = v.ThreadsPerRow, v.RowsPerThread, v.Subgroups
+		if !seen[k.Name()] && k.Validate() == nil {
+			seen[k.Name()] = true
+			ks = append(ks, k)
+		}
+	}
 	return ks
 }
 

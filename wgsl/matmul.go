@@ -14,7 +14,9 @@ const (
 	// GEMV: decode. Each workgroup of 256 invocations computes 256/ThreadsPerRow
 	// outputs of one token row; the ThreadsPerRow invocations of an output
 	// read consecutive u32 words of its weight row (coalesced) and reduce
-	// through workgroup memory. Weights are read once per token row.
+	// through workgroup memory. Weights are read once per token row. With
+	// RowsPerThread (int4), each group of ThreadsPerRow invocations computes
+	// RowsPerThread rows, 256/ThreadsPerRow*RowsPerThread per workgroup.
 	GEMV MatMulMode = iota + 1
 	// GEMM: prefill. 16x16 invocations compute a 32-token x 64-output tile,
 	// staging x and dequantized weights through workgroup memory in steps
@@ -48,8 +50,9 @@ func (m MatMulMode) String() string {
 // A weight over the binding limit is split by codegen into several
 // instances with disjoint row ranges writing the same y.
 //
-// Dispatch(T): GEMV (ceil(RowCount/(256/ThreadsPerRow)), T, 1), 1 in y with
-// LastRow; GEMM (ceil(RowCount/64), ceil(T/32), 1).
+// Dispatch(T): GEMV (ceil(RowCount/(256/ThreadsPerRow*max(1,
+// RowsPerThread))), T, 1), 1 in y with LastRow; GEMM (ceil(RowCount/64),
+// ceil(T/32), 1).
 type MatMul struct {
 	Mode          MatMulMode
 	K, N          int
@@ -60,6 +63,30 @@ type MatMul struct {
 	Compute       ir.DType // F32; F16 (GEMV only) multiplies in f16 per u32 word, accumulates in f32
 	ThreadsPerRow int      // GEMV: power of two <= 256; 0 picks a default from K
 	LastRow       bool     // GEMV: read only x row step.rows-1, write y row 0
+	// RowsPerThread (GEMV, int4 weights with K and GroupSize multiples of
+	// 32, f32 compute) selects the multi-row kernel: each invocation reads
+	// one 16-byte word (32 weights) of each of RowsPerThread rows per step,
+	// sharing the x loads, and converts nibbles to f32 without int-to-float
+	// conversions (kernels/matmul_gemv_rows.wgsl.tmpl). 1, 2, 4 or 8; 0 keeps
+	// the one-row kernel.
+	RowsPerThread int
+	// Subgroups (with RowsPerThread) reduces the ThreadsPerRow partial sums
+	// with subgroupShuffleXor within a subgroup, through workgroup memory
+	// across subgroups; requires the "subgroups" feature. It assumes that
+	// subgroup_invocation_id is local_invocation_index modulo subgroup_size
+	// (true of Vulkan, Metal and D3D12 drivers for 1-D workgroups).
+	Subgroups bool
+}
+
+// multiRow reports whether p uses the multi-row int4 GEMV kernel.
+func (p MatMul) multiRow() bool { return p.Mode == GEMV && p.RowsPerThread > 0 }
+
+// rowsPerWorkgroup is the output rows one GEMV workgroup computes.
+func (p MatMul) rowsPerWorkgroup() int {
+	if p.multiRow() {
+		return 256 / p.TPR() * p.RowsPerThread
+	}
+	return 256 / p.TPR()
 }
 
 func (p MatMul) rows() int {
@@ -97,12 +124,20 @@ func (p MatMul) elemsPerWord() int {
 // TPR returns the GEMV invocations per output row: ThreadsPerRow, or by
 // default nextPow2(loads per row)/2 clamped to [4, 32] (about two loads per
 // invocation; 32 was the best or near it for every shape measured on an
-// H100, where fewer invocations left the GPU under-occupied).
+// H100, where fewer invocations left the GPU under-occupied). The
+// multi-row kernel (RowsPerThread) defaults to nextPow2(2^19 / rows)
+// clamped to [32, 128] and to the row's 16-byte words (K/32), so that
+// enough invocations (rows * TPR / RowsPerThread, 2^17 at 4 rows per
+// invocation) keep the GPU's memory busy: on an H100, 128 for 4096 rows and
+// 64 for 14336 were the best or within 10% of it.
 func (p MatMul) TPR() int {
 	if p.ThreadsPerRow != 0 {
 		return p.ThreadsPerRow
 	}
 	words := p.K / p.elemsPerWord()
+	if p.multiRow() {
+		return min(nextPow2(words), min(128, max(32, nextPow2(ceilDiv(1<<19, p.rows())))))
+	}
 	return min(32, max(4, nextPow2(words)/2))
 }
 
@@ -118,6 +153,12 @@ func (p MatMul) Name() string {
 	s += "_c" + p.Compute.String()
 	if p.Mode == GEMV {
 		s += fmt.Sprintf("_tpr%d", p.TPR())
+	}
+	if p.RowsPerThread != 0 {
+		s += fmt.Sprintf("_rpt%d", p.RowsPerThread)
+	}
+	if p.Subgroups {
+		s += "_sg"
 	}
 	if p.LastRow {
 		s += "_last"
@@ -150,7 +191,21 @@ func (p MatMul) Validate() error {
 		if !isPow2(tpr) || tpr > 256 {
 			return fmt.Errorf("wgsl: matmul: threads per row %d, want a power of two <= 256", tpr)
 		}
-		if n := ceilDiv(p.rows(), 256/tpr); n > MaxWorkgroupsPerDim {
+		if p.RowsPerThread != 0 {
+			w := p.Weights
+			switch {
+			case p.RowsPerThread != 1 && p.RowsPerThread != 2 && p.RowsPerThread != 4 && p.RowsPerThread != 8:
+				return fmt.Errorf("wgsl: matmul: rows per thread %d, want 1, 2, 4 or 8", p.RowsPerThread)
+			case !w.Quantized() || w.Bits != 4 || p.K%32 != 0 || w.GroupSize%32 != 0:
+				return fmt.Errorf("wgsl: matmul: rows per thread needs int4 weights with K and group size multiples of 32, got %v k=%d", w, p.K)
+			case p.Compute != ir.F32:
+				return fmt.Errorf("wgsl: matmul: rows per thread computes in f32, got %v", p.Compute)
+			}
+		}
+		if p.Subgroups && p.RowsPerThread == 0 {
+			return fmt.Errorf("wgsl: matmul: Subgroups is an option of the rows-per-thread kernel")
+		}
+		if n := ceilDiv(p.rows(), p.rowsPerWorkgroup()); n > MaxWorkgroupsPerDim {
 			return fmt.Errorf("wgsl: matmul: %d workgroups in x over %d: use more rows per workgroup or split the rows", n, MaxWorkgroupsPerDim)
 		}
 	case GEMM:
@@ -160,8 +215,8 @@ func (p MatMul) Validate() error {
 		if p.LastRow {
 			return fmt.Errorf("wgsl: matmul: LastRow is a GEMV option")
 		}
-		if p.ThreadsPerRow != 0 {
-			return fmt.Errorf("wgsl: matmul: ThreadsPerRow is a GEMV option")
+		if p.ThreadsPerRow != 0 || p.RowsPerThread != 0 || p.Subgroups {
+			return fmt.Errorf("wgsl: matmul: ThreadsPerRow, RowsPerThread and Subgroups are GEMV options")
 		}
 	default:
 		return fmt.Errorf("wgsl: matmul: mode %v, want gemv or gemm", p.Mode)
@@ -186,11 +241,11 @@ func (p MatMul) Bindings() []Binding {
 
 // Requires implements Kernel.
 func (p MatMul) Requires() Requirements {
-	r := Requirements{Features: features(p.Compute == ir.F16, false), Invocations: 256}
+	r := Requirements{Features: features(p.Compute == ir.F16, p.Subgroups), Invocations: 256}
 	switch p.Mode {
 	case GEMV:
 		if p.TPR() > 1 {
-			r.WorkgroupStorage = 256 * 4
+			r.WorkgroupStorage = 256 * 4 * max(1, p.RowsPerThread)
 		}
 	case GEMM:
 		r.WorkgroupStorage = (gemmTM*gemmTK + gemmTK*gemmTN) * 4
@@ -219,7 +274,7 @@ func (p MatMul) Dispatch(rows int) ([3]int, error) {
 	if p.LastRow {
 		rows = 1
 	}
-	return [3]int{ceilDiv(p.rows(), 256/p.TPR()), max(rows, 1), 1}, nil
+	return [3]int{ceilDiv(p.rows(), p.rowsPerWorkgroup()), max(rows, 1), 1}, nil
 }
 
 // Render implements Kernel.
@@ -236,9 +291,13 @@ func (p MatMul) Render() (string, error) {
 		"WVec4": p.Mode == GEMV && p.Weights.Type == ir.F32 && p.elemsPerWord() == 4,
 		"QVec":  p.qvec(),
 		"TM":    gemmTM, "TN": gemmTN, "TK": gemmTK,
+		"RPT": p.RowsPerThread, "SG": p.Subgroups,
 	})
 	if p.Mode == GEMM {
 		return render("matmul_gemm", d)
+	}
+	if p.multiRow() {
+		return render("matmul_gemv_rows", d)
 	}
 	return render("matmul_gemv", d)
 }

@@ -67,6 +67,33 @@ func matmulCases() []matmulCase {
 	add("split-gemm", 35, wgsl.MatMul{Mode: wgsl.GEMM, K: 128, N: 300, RowStart: 200, RowCount: 100, Weights: int4G64AF, Compute: ir.F32, Bias: true})
 	add("tpr1", 1, wgsl.MatMul{Mode: wgsl.GEMV, K: 256, N: 77, Weights: int4G32S, Compute: ir.F32, ThreadsPerRow: 1})
 	add("tpr256", 1, wgsl.MatMul{Mode: wgsl.GEMV, K: 4096, N: 3, Weights: int4G128A, Compute: ir.F32, ThreadsPerRow: 256})
+	// the multi-row int4 kernel: every rows-per-thread count, one to 256
+	// threads per row, row counts that leave workgroups partly empty, a row
+	// range with bias, several token rows, LastRow, sym/asym, f16/f32
+	// scales, and the subgroup reduction (lavapipe's subgroups have 8
+	// invocations, so TPR 32 exercises both the shuffles and the
+	// workgroup-memory stage, TPR 4 the shuffles alone).
+	for _, c := range []struct {
+		name       string
+		rows, k, n int
+		w          wgsl.Weights
+		tpr, rpt   int
+		sg         bool
+	}{
+		{"rows-ref29m-gateup", 1, 512, 1536, int4G128A, 0, 4, false},
+		{"rows-ref29m-down", 1, 1536, 512, int4G128A, 32, 2, false},
+		{"rows-rpt1", 1, 256, 77, int4G32S, 8, 1, false},
+		{"rows-rpt8", 2, 512, 300, int4G64AF, 16, 8, false},
+		{"rows-tpr1", 1, 256, 77, int4G32A, 1, 4, false},
+		{"rows-tpr256", 1, 4096, 5, int4G128S, 256, 2, false},
+		{"rows-sg32", 3, 1024, 333, int4G128A, 32, 4, true},
+		{"rows-sg4", 1, 256, 100, int4G32S, 4, 2, true},
+		{"rows-sg256", 1, 8192, 9, int4G128A, 256, 1, true},
+	} {
+		add(c.name, c.rows, wgsl.MatMul{Mode: wgsl.GEMV, K: c.k, N: c.n, Weights: c.w, Compute: ir.F32, ThreadsPerRow: c.tpr, RowsPerThread: c.rpt, Subgroups: c.sg})
+	}
+	add("rows-split-bias", 2, wgsl.MatMul{Mode: wgsl.GEMV, K: 128, N: 300, RowStart: 64, RowCount: 100, Weights: int4G32A, Compute: ir.F32, Bias: true, RowsPerThread: 4, ThreadsPerRow: 4})
+	add("rows-lmhead-last", 3, wgsl.MatMul{Mode: wgsl.GEMV, K: 512, N: 4096, Weights: int4G128A, Compute: ir.F32, LastRow: true, RowsPerThread: 4, Subgroups: true})
 	add("tiny", 1, wgsl.MatMul{Mode: wgsl.GEMV, K: 8, N: 1, Weights: wgsl.Weights{Type: ir.U32, Bits: 4, GroupSize: 8, Symmetric: true, Scale: ir.F16}, Compute: ir.F32})
 	add("tiny-f32-odd", 3, wgsl.MatMul{Mode: wgsl.GEMV, K: 7, N: 5, Weights: wF32, Compute: ir.F32, Bias: true})
 	add("tiny-gemm", 1, wgsl.MatMul{Mode: wgsl.GEMM, K: 7, N: 5, Weights: wF32, Compute: ir.F32})
