@@ -61,12 +61,19 @@ copy of an f32 model matches the original hashed with --digest-round f16:
 every f32 value is rounded to f16 (round to nearest, ties to even, as
 numpy/torch .half() do), widened back to f32, then hashed; equal digests mean
 the copy holds exactly the rounded original. --digest-round bf16 does the same
-for a bf16 copy.`,
+for a bf16 copy.
+
+A bundle (a folder holding manifest.json) gets a manifest summary instead:
+stored bytes per dtype and per quantization scheme, shards, kernels,
+requirements, provenance, whether every file matches its integrity, the
+signature's status (present, key id, payload = manifest.json; check it with
+smelt verify --pubkey) and the tensor table (--tensors filters it).`,
 		Example: `  smelt inspect testdata/stories260K
   smelt inspect ../shared/models/ref29m --tensors 'blk\.0\.' --json
   smelt inspect model.onnx
   smelt inspect stories260K --digest --digest-round f16   # compare with an f16 copy
-  smelt inspect stories260K/pytorch_model.bin --digest     # same digests as model.safetensors`,
+  smelt inspect stories260K/pytorch_model.bin --digest     # same digests as model.safetensors
+  smelt inspect out/demo                                   # a bundle`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Path = args[0]
@@ -122,6 +129,9 @@ func runInspect(env *Env, opts *InspectOptions) error {
 	}
 	if opts.DigestRound != "" && !opts.Digest {
 		return fmt.Errorf("inspect: --digest-round needs --digest")
+	}
+	if isBundlePath(opts.Path) {
+		return runInspectBundle(env, opts, filter) // inspect_bundle.go
 	}
 	rep := &InspectReport{Path: opts.Path, BytesPerDType: map[string]int64{}}
 	var inv *tensorfile.Inventory
