@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -355,6 +356,34 @@ func TestPruneExplainGolden(t *testing.T) {
 	for _, f := range files {
 		if !known[f.Name()] {
 			t.Errorf("golden %s is read by no test", filepath.Join(dir, f.Name()))
+		}
+	}
+}
+
+// TestPruneDeterministic prunes stories260K twice per method, once with
+// GOMAXPROCS=1, and compares every byte of the two bundles (calibration
+// statistics included).
+func TestPruneDeterministic(t *testing.T) {
+	text := testmodels.Path(t, "data", "tinystories_calib.txt")
+	for _, args := range [][]string{
+		{"--method", "wanda", "--sparsity", "0.5", "--calib", text, "--nsamples", "4", "--seqlen", "64", "--seed", "3"},
+		{"--method", "layers", "--sparsity", "0.4", "--calib", text, "--nsamples", "4", "--seqlen", "64"},
+		{"--method", "magnitude", "--sparsity", "0.3", "--scope", "global"},
+	} {
+		dir := t.TempDir()
+		a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+		pruneJSON(t, append([]string{stories260K(), a}, args...)...)
+		prev := runtime.GOMAXPROCS(1)
+		pruneJSON(t, append([]string{stories260K(), b}, args...)...)
+		runtime.GOMAXPROCS(prev)
+		ta, tb := readTree(t, a), readTree(t, b)
+		if len(ta) != len(tb) {
+			t.Fatalf("%v: %d files vs %d", args, len(ta), len(tb))
+		}
+		for p, da := range ta {
+			if string(da) != string(tb[p]) {
+				t.Errorf("%v: %s differs between GOMAXPROCS=%d and 1", args[1], p, prev)
+			}
 		}
 	}
 }
