@@ -60,8 +60,11 @@ lint-arch:
 	@! grep -rnE 'time\.Now|"math/rand"' --include='*.go' --exclude='*_test.go' shard manifest 2>/dev/null || (echo "lint-arch: clock or global rand in shard/ or manifest/"; exit 1)
 	@! grep -rln 'github.com/spf13/cobra' --include='*.go' . | grep -v '^./cmd/' || (echo "lint-arch: cobra imported outside cmd/"; exit 1)
 
+# The main job on the embedded default model: keygen, build the demo recipe
+# (GPTQ INT4, kernels, runtime, signed, accuracy gates), verify, inspect, and
+# generate with the Go executor and with the JS runtime on WebGPU (Dawn).
 demo: build
-	./$(BIN) inspect testdata/stories260K
+	BIN=$(BIN) ./scripts/demo.sh
 
 clean:
 	rm -rf bin bench.out
