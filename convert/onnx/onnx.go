@@ -60,7 +60,7 @@ func OpenModel(path string) (*Model, error) {
 	if st.Size() > MaxModelBytes {
 		return nil, fmt.Errorf("convert: %s: %d bytes, more than protobuf's 2 GiB limit (%d)", name, st.Size(), int64(MaxModelBytes))
 	}
-	data, unmap, err := mmapFile(path)
+	data, unmap, err := tensorfile.Mmap(path)
 	if err != nil {
 		return nil, fmt.Errorf("convert: %s: %w", name, err)
 	}
@@ -478,7 +478,7 @@ func (r *reader) extFile(location string) (*extFile, error) {
 	if f, ok := r.ext[full]; ok {
 		return f, nil
 	}
-	data, unmap, err := mmapFile(full)
+	data, unmap, err := tensorfile.Mmap(full)
 	if err != nil {
 		return nil, fmt.Errorf("external data file %q: %v", location, err)
 	}

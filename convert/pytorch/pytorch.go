@@ -33,7 +33,7 @@ import (
 // pickle references disallowed global "os.system"`.
 func Open(path string) (*tensorfile.Inventory, error) {
 	name := filepath.Base(path)
-	data, unmap, err := mmapFile(path)
+	data, unmap, err := tensorfile.Mmap(path)
 	if err != nil {
 		return nil, fmt.Errorf("convert: %s: %w", name, err)
 	}

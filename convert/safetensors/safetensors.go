@@ -217,30 +217,6 @@ type mapped struct {
 	name string
 }
 
-// mmapFile maps path read-only. Empty files map to an empty slice.
-func mmapFile(path string) ([]byte, func() error, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("not a regular file")
-	}
-	if st.Size() == 0 {
-		return []byte{}, func() error { return nil }, nil
-	}
-	data, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil, nil, fmt.Errorf("mmap: %w", err)
-	}
-	return data, func() error { return unix.Munmap(data) }, nil
-}
-
 type source struct {
 	m          *mapped
 	begin, end int64
@@ -267,7 +243,7 @@ func (s *source) Release() error {
 // openFile maps one safetensors file and appends its entries to inv.
 func openFile(inv *tensorfile.Inventory, dir, rel string) error {
 	path := filepath.Join(dir, rel)
-	data, closer, err := mmapFile(path)
+	data, closer, err := tensorfile.Mmap(path)
 	if err != nil {
 		return fmt.Errorf("convert: %s: %w", path, err)
 	}

@@ -1,4 +1,4 @@
-package pytorch
+package tensorfile
 
 import (
 	"fmt"
@@ -7,9 +7,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// mmapFile maps path read-only and returns the bytes and the unmap function.
-// An empty file maps to an empty slice.
-func mmapFile(path string) ([]byte, func() error, error) {
+// Mmap maps path read-only and returns the bytes and the unmap function;
+// every reader (safetensors, pytorch zip, ONNX and its external data) maps
+// its files through here. An empty file maps to an empty slice; anything
+// but a regular file is refused.
+func Mmap(path string) ([]byte, func() error, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
