@@ -71,16 +71,3 @@ func matrixBytes(m *ref.Matrix, w wgsl.Weights, r0, rc int) map[string][]byte {
 	}
 	return out
 }
-
-// weightFormats are the storage formats every weight kernel is tested with.
-func weightFormats(groups ...int) []wgsl.Weights {
-	fs := []wgsl.Weights{{Type: ir.F32}, {Type: ir.F16}}
-	for _, g := range groups {
-		fs = append(fs,
-			wgsl.Weights{Type: ir.U32, Bits: 4, GroupSize: g, Symmetric: true, Scale: ir.F16},
-			wgsl.Weights{Type: ir.U32, Bits: 4, GroupSize: g, Symmetric: false, Scale: ir.F16},
-			wgsl.Weights{Type: ir.U32, Bits: 4, GroupSize: g, Symmetric: false, Scale: ir.F32},
-		)
-	}
-	return fs
-}
