@@ -29,21 +29,14 @@ func init() { register(NewCmdPrune) }
 
 // PruneOptions are the flags of `smelt prune`.
 type PruneOptions struct {
-	In, Out        string
-	Method         string
-	Sparsity       float64
-	N, M           int
-	Scope          string
-	Importance     string
-	Align          int
-	Calib          string
-	CalibField     string
-	CalibFormat    string
-	Tokenizer      string
-	NSamples       int
-	SeqLen         int
-	Seed           int64
-	Holdout        float64
+	In, Out    string
+	Method     string
+	Sparsity   float64
+	N, M       int
+	Scope      string
+	Importance string
+	Align      int
+	CalibrationFlags
 	Explain        bool
 	Validate       string
 	ValidateTokens int
@@ -117,14 +110,7 @@ agreement. --json prints one JSON object.`,
 	f.StringVar(&opts.Scope, "scope", "row", "magnitude: comparison group: row, tensor or global")
 	f.StringVar(&opts.Importance, "importance", "", "nm and structured methods: magnitude or activations (default: activations with --calib)")
 	f.IntVar(&opts.Align, "align", prune.DefaultAlign, "structured-mlp: kept width is a multiple of this")
-	f.StringVar(&opts.Calib, "calib", "", "calibration data: text, JSONL, or token ids (.npy, .json)")
-	f.StringVar(&opts.CalibField, "calib-field", "text", "JSONL field holding the text")
-	f.StringVar(&opts.CalibFormat, "calib-format", "auto", "calibration file format: auto, text, jsonl, npy, json-ids")
-	f.StringVar(&opts.Tokenizer, "tokenizer", "", "tokenizer file (tokenizer.json or tokenizer.model) instead of IN's")
-	f.IntVar(&opts.NSamples, "nsamples", 128, "calibration windows")
-	f.IntVar(&opts.SeqLen, "seqlen", 512, "tokens per calibration window")
-	f.Int64Var(&opts.Seed, "seed", 0, "seed of the window sampler")
-	f.Float64Var(&opts.Holdout, "holdout", 0, "fraction of the token stream's tail left out of calibration and scored by --validate")
+	opts.CalibrationFlags.addFlags(f, "fraction of the token stream's tail left out of calibration and scored by --validate")
 	f.BoolVar(&opts.Explain, "explain", false, "print the plan and write nothing")
 	f.StringVar(&opts.Validate, "validate", "", "text file: report perplexity before and after pruning")
 	f.IntVar(&opts.ValidateTokens, "validate-tokens", 0, "score only the first N ids of --validate (0: all)")
@@ -279,23 +265,9 @@ func runPrune(env *Env, opts *PruneOptions) error {
 	prov := manifest.Provenance{Smelt: Version}
 	var seqs [][]int
 	if act {
-		format, err := textdata.ParseFormat(opts.CalibFormat)
+		cal, err := opts.CalibrationFlags.load("prune", tok, g.Config.VocabSize)
 		if err != nil {
 			return err
-		}
-		cal, err := quantrun.LoadCalibration(opts.Calib, tok, quantrun.DataOptions{
-			Read:     textdata.Options{Format: format, Field: opts.CalibField},
-			NSamples: opts.NSamples, SeqLen: opts.SeqLen, Seed: opts.Seed, Holdout: opts.Holdout,
-		})
-		if err != nil {
-			return fmt.Errorf("prune: %w", err)
-		}
-		for _, s := range cal.Seqs {
-			for _, id := range s {
-				if id < 0 || id >= g.Config.VocabSize {
-					return fmt.Errorf("prune: calibration token id %d is outside the model's vocabulary of %d", id, g.Config.VocabSize)
-				}
-			}
 		}
 		seqs = cal.Seqs
 		field := ""

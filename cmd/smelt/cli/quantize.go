@@ -25,18 +25,11 @@ func init() { register(NewCmdQuantize) }
 
 // QuantizeOptions are the flags of `smelt quantize`.
 type QuantizeOptions struct {
-	In, Out      string
-	Scheme       string
-	Algo         string
-	AWQThenGPTQ  bool
-	Calib        string
-	CalibField   string
-	CalibFormat  string
-	Tokenizer    string
-	NSamples     int
-	SeqLen       int
-	Seed         int64
-	Holdout      float64
+	In, Out     string
+	Scheme      string
+	Algo        string
+	AWQThenGPTQ bool
+	CalibrationFlags
 	RulesFile    string
 	Rules        []string
 	ActOrder     bool
@@ -97,14 +90,7 @@ byte-identical bundles.`,
 	f.StringVar(&opts.Scheme, "scheme", "int4-g128-asym", "default scheme for matrices no rule decides")
 	f.StringVar(&opts.Algo, "algo", "rtn", "default algorithm: rtn, gptq or awq")
 	f.BoolVar(&opts.AWQThenGPTQ, "awq-gptq", false, "with awq: quantize the scaled, clipped weights with GPTQ instead of RTN")
-	f.StringVar(&opts.Calib, "calib", "", "calibration data: text, JSONL, or token ids (.npy, .json)")
-	f.StringVar(&opts.CalibField, "calib-field", "text", "JSONL field holding the text")
-	f.StringVar(&opts.CalibFormat, "calib-format", "auto", "calibration file format: auto, text, jsonl, npy, json-ids")
-	f.StringVar(&opts.Tokenizer, "tokenizer", "", "tokenizer file (tokenizer.json or tokenizer.model) instead of IN's")
-	f.IntVar(&opts.NSamples, "nsamples", 128, "calibration windows")
-	f.IntVar(&opts.SeqLen, "seqlen", 512, "tokens per calibration window")
-	f.Int64Var(&opts.Seed, "seed", 0, "seed of the window sampler")
-	f.Float64Var(&opts.Holdout, "holdout", 0, "fraction of the calibration token stream's tail never used for calibration")
+	opts.CalibrationFlags.addFlags(f, "fraction of the calibration token stream's tail never used for calibration")
 	f.StringVar(&opts.RulesFile, "rules", "", "rules file: lines '<regex> = <keep|scheme[-algo]>'")
 	f.StringArrayVar(&opts.Rules, "rule", nil, "rule 'regex=target' (repeatable; before --rules)")
 	f.BoolVar(&opts.ActOrder, "act-order", false, "GPTQ: visit columns by decreasing Hessian diagonal (static groups, no g_idx)")
@@ -248,29 +234,12 @@ func runQuantize(env *Env, opts *QuantizeOptions) error {
 		if opts.Calib == "" {
 			return fmt.Errorf("quantize: the plan uses gptq or awq, which need --calib FILE")
 		}
-		format, err := textdata.ParseFormat(opts.CalibFormat)
-		if err != nil {
-			return err
-		}
 		tok, tokName, err := quantizeTokenizer(opts, tokJSON)
 		if err != nil {
 			return err
 		}
-		cal, err = quantrun.LoadCalibration(opts.Calib, tok, quantrun.DataOptions{
-			Read:     textdata.Options{Format: format, Field: opts.CalibField},
-			NSamples: opts.NSamples, SeqLen: opts.SeqLen, Seed: opts.Seed, Holdout: opts.Holdout,
-		})
-		if err != nil {
+		if cal, err = opts.CalibrationFlags.load("quantize", tok, g.Config.VocabSize); err != nil {
 			return err
-		}
-		if v := g.Config.VocabSize; v > 0 {
-			for _, s := range cal.Seqs {
-				for _, id := range s {
-					if id < 0 || id >= v {
-						return fmt.Errorf("quantize: calibration token id %d is outside the model's vocabulary of %d", id, v)
-					}
-				}
-			}
 		}
 		field := ""
 		if cal.Format == textdata.FormatJSONL {
