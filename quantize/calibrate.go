@@ -2,6 +2,7 @@ package quantize
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/smeltml/smelt/internal/ir"
 )
@@ -14,17 +15,39 @@ type Executor interface {
 	Config() ir.Config
 	// Embed returns the embeddings of one sequence, [len(ids), HiddenSize].
 	Embed(ids []int) ([]float32, error)
-	// RunBlock runs block i in place on one sequence's hidden states
-	// [T, HiddenSize] at positions 0 .. T-1, without a KV cache, calling
-	// the linear hook for the block's linears.
-	RunBlock(i int, h []float32) error
+	// RunStage runs stage s (0 ≤ s < 5) of Llama block i on one
+	// sequence's hidden states h [T, HiddenSize] at positions 0 .. T-1,
+	// without a KV cache, reading in and writing out (internal/exec's
+	// Model.RunStage): each stage ends at the input of one group of
+	// SequentialGroups,
+	//
+	//	stage 0: out = RMSNorm(h, attn_norm)                       input of group 0 (q, k, v)   [T, HiddenSize]
+	//	stage 1: out = attention of in through q, k, v             input of group 1 (o)         [T, NumHeads·HeadDim]
+	//	stage 2: h += in·Woᵀ; out = RMSNorm(h, ffn_norm)           input of group 2 (gate, up)  [T, HiddenSize]
+	//	stage 3: out = SiLU(in·Wgateᵀ)·(in·Wupᵀ)                   input of group 3 (down)      [T, IntermediateSize]
+	//	stage 4: h += in·Wdownᵀ                                    (no out)
+	//
+	// with the weights current at the call. Stages 0 to 4 chained are one
+	// block forward.
+	RunStage(i, s int, h, in, out []float32) error
 	// Weight returns the current float32 weights of a canonical tensor.
 	Weight(name string) []float32
 	// SetWeight replaces them (the executor keeps w).
 	SetWeight(name string, w []float32) error
-	// SetLinearHook installs (nil: removes) the observer of every linear's
-	// input x [rows, cols] (scratch: copy to keep); layer is the block.
-	SetLinearHook(func(layer int, name string, x []float32, rows, cols int))
+}
+
+// stageWidth returns the columns per token of the output of stage s
+// (the input of group s), 0 for the last stage.
+func stageWidth(c ir.Config, s int) int {
+	switch s {
+	case 0, 2:
+		return c.HiddenSize
+	case 1:
+		return c.NumHeads * c.HeadDim
+	case 3:
+		return c.IntermediateSize
+	}
+	return 0
 }
 
 // SequentialGroups returns the linears of Llama block i in true-sequential
@@ -53,6 +76,14 @@ type CalibOptions struct {
 	// AWQThenGPTQ quantizes AWQ-scaled (and clipped) weights with GPTQ
 	// instead of RTN for tensors whose algorithm is awq.
 	AWQThenGPTQ bool
+	// Gram, if set, computes the Gram matrices of the input statistics
+	// (Hessian.AddGram); nil uses gonum.
+	Gram GramFunc
+	// MaxStoredBytes bounds the memory kept for the inputs of ffn_down
+	// between their statistics and the block's last stage (all sequences
+	// × tokens × IntermediateSize × 4 bytes); above it they are computed
+	// twice instead (0 → 1 GiB).
+	MaxStoredBytes int64
 	// Progress, if set, is called after each block's stage.
 	Progress func(block, blocks int, stage string)
 }
@@ -70,6 +101,10 @@ type CalibResult struct {
 	// AWQAlpha holds the chosen exponent per scaled group, by the name of
 	// the group's first linear.
 	AWQAlpha map[string]float64
+	// Stats is the wall time spent accumulating input statistics
+	// (Hessian.AddGram); the rest of Calibrate is the executor's forward
+	// passes and the solves.
+	Stats time.Duration
 }
 
 // Calibrate quantizes the decoder blocks' linears block by block on
@@ -77,8 +112,13 @@ type CalibResult struct {
 // already quantized (their dequantized weights are swapped into the
 // executor), and inside a block the linears are processed in
 // true-sequential order (SequentialGroups): each group's inputs are
-// captured with the previous groups already quantized; GPTQ tensors get
-// the Hessian of that input.
+// computed with the previous groups already quantized; GPTQ tensors get
+// the Hessian of that input. This is IST-DASLab/gptq's true-sequential
+// loop, which runs the whole block once per group and once more for its
+// output; here each block runs once per sequence: stage s of every
+// sequence (Executor.RunStage) yields the input of group s, the group is
+// quantized, and stage s+1 continues from that input with the group's
+// quantized weights (the same numbers, computed once).
 //
 // AWQ (blocks with any awq tensor) first runs the float block once,
 // capturing the four groups' inputs, and searches and folds the scales of
@@ -100,21 +140,31 @@ func Calibrate(ex Executor, seqs [][]int, opts CalibOptions) (*CalibResult, erro
 	if opts.AWQ != nil {
 		awqOpts = *opts.AWQ
 	}
-	res := &CalibResult{
-		Quantized: map[string]*Quantized{},
-		Float:     map[string][]float32{},
-		GPTQ:      map[string]GPTQReport{},
-		AWQAlpha:  map[string]float64{},
+	c := &calibration{
+		ex: ex, cfg: cfg, opts: opts,
+		res: &CalibResult{
+			Quantized: map[string]*Quantized{},
+			Float:     map[string][]float32{},
+			GPTQ:      map[string]GPTQReport{},
+			AWQAlpha:  map[string]float64{},
+		},
+		free: map[int][][]float32{},
 	}
-	hs := make([][]float32, len(seqs))
+	c.hs = make([][]float32, len(seqs))
+	var tokens int64
 	for i, s := range seqs {
 		h, err := ex.Embed(s)
 		if err != nil {
 			return nil, fmt.Errorf("quantize: calibrate: sequence %d: %w", i, err)
 		}
-		hs[i] = h
+		c.hs[i] = h
+		tokens += int64(len(s))
 	}
-	defer ex.SetLinearHook(nil)
+	limit := opts.MaxStoredBytes
+	if limit == 0 {
+		limit = 1 << 30
+	}
+	c.storeDown = tokens*int64(cfg.IntermediateSize)*4 <= limit
 	nBlocks := cfg.NumLayers
 	for b := 0; b < nBlocks; b++ {
 		groups := SequentialGroups(b)
@@ -129,16 +179,12 @@ func Calibrate(ex Executor, seqs [][]int, opts CalibOptions) (*CalibResult, erro
 			}
 		}
 		if awq {
-			var firsts []string
-			for _, g := range groups {
-				firsts = append(firsts, g[0])
-			}
-			hss, err := captureInputs(ex, b, hs, firsts)
+			hss, err := c.captureFloat(b)
 			if err != nil {
 				return nil, err
 			}
 			for gi := range groups {
-				if err := awqScaleGroup(ex, cfg, b, gi, entries[gi], hss[gi], awqOpts, res); err != nil {
+				if err := awqScaleGroup(ex, cfg, b, gi, entries[gi], hss[gi], awqOpts, c.res); err != nil {
 					return nil, err
 				}
 			}
@@ -146,71 +192,154 @@ func Calibrate(ex Executor, seqs [][]int, opts CalibOptions) (*CalibResult, erro
 				opts.Progress(b, nBlocks, "awq scales")
 			}
 		}
-		for gi, group := range groups {
-			if len(entries[gi]) == 0 {
-				continue
-			}
-			hss, err := captureInputs(ex, b, hs, group[:1])
-			if err != nil {
-				return nil, err
-			}
-			if err := quantizeGroup(ex, gi, entries[gi], hss[0], opts, res); err != nil {
-				return nil, err
-			}
-			if opts.Progress != nil {
-				opts.Progress(b, nBlocks, fmt.Sprintf("group %d/%d", gi+1, len(groups)))
-			}
-		}
-		// Propagate through the quantized block.
-		for si, hv := range hs {
-			if err := ex.RunBlock(b, hv); err != nil {
-				return nil, fmt.Errorf("quantize: calibrate: block %d sequence %d: %w", b, si, err)
-			}
+		if err := c.sequential(b, entries); err != nil {
+			return nil, err
 		}
 		if opts.Progress != nil {
 			opts.Progress(b, nBlocks, "done")
 		}
 	}
-	return res, nil
+	return c.res, nil
 }
 
-// captureInputs runs block b on a copy of every sequence's hidden states
-// and accumulates the inputs of the named linears.
-func captureInputs(ex Executor, b int, hs [][]float32, names []string) ([]*Hessian, error) {
-	acc := make([]*Hessian, len(names))
-	var addErr error
-	ex.SetLinearHook(func(layer int, name string, x []float32, rows, cols int) {
-		if layer != b {
-			return
-		}
-		for i, n := range names {
-			if n != name {
-				continue
-			}
-			if acc[i] == nil {
-				acc[i] = NewHessian(cols)
-			}
-			if err := acc[i].Add(x, rows); err != nil && addErr == nil {
-				addErr = fmt.Errorf("quantize: calibrate: inputs of %s: %w", name, err)
-			}
-		}
-	})
-	defer ex.SetLinearHook(nil)
-	for si, hv := range hs {
-		tmp := append([]float32(nil), hv...)
-		if err := ex.RunBlock(b, tmp); err != nil {
-			return nil, fmt.Errorf("quantize: calibrate: block %d sequence %d: %w", b, si, err)
-		}
-		if addErr != nil {
-			return nil, addErr
-		}
+// calibration is the state of one Calibrate call.
+type calibration struct {
+	ex        Executor
+	cfg       ir.Config
+	opts      CalibOptions
+	res       *CalibResult
+	hs        [][]float32 // every sequence's hidden states entering the current block
+	storeDown bool        // keep ffn_down's inputs between their statistics and stage 4
+	free      map[int][][]float32
+}
+
+// buf returns a buffer of n values (recycled, contents undefined).
+func (c *calibration) buf(n int) []float32 {
+	if l := c.free[n]; len(l) > 0 {
+		b := l[len(l)-1]
+		c.free[n] = l[:len(l)-1]
+		return b
 	}
-	for i, h := range acc {
-		if h == nil {
-			return nil, fmt.Errorf("quantize: calibrate: block %d: the executor never reported the input of %s", b, names[i])
+	return make([]float32, n)
+}
+
+// release returns a buffer from buf for reuse.
+func (c *calibration) release(b []float32) {
+	if b != nil {
+		c.free[len(b)] = append(c.free[len(b)], b)
+	}
+}
+
+// stage runs stage s of block b on sequence si; out is a new buffer (nil
+// for the last stage).
+func (c *calibration) stage(b, s, si int, h, in []float32) ([]float32, error) {
+	var out []float32
+	if w := stageWidth(c.cfg, s); w > 0 {
+		out = c.buf(len(h) / c.cfg.HiddenSize * w)
+	}
+	if err := c.ex.RunStage(b, s, h, in, out); err != nil {
+		return nil, fmt.Errorf("quantize: calibrate: block %d stage %d sequence %d: %w", b, s, si, err)
+	}
+	return out, nil
+}
+
+// add accumulates one sequence's input of a group.
+func (c *calibration) add(acc *Hessian, x []float32, name string) error {
+	t := time.Now()
+	defer func() { c.res.Stats += time.Since(t) }()
+	if err := acc.AddGram(x, len(x)/acc.N, c.opts.Gram); err != nil {
+		return fmt.Errorf("quantize: calibrate: inputs of %s: %w", name, err)
+	}
+	return nil
+}
+
+// captureFloat runs block b on a copy of every sequence's hidden states
+// with the current weights and returns the input statistics of its four
+// groups.
+func (c *calibration) captureFloat(b int) ([]*Hessian, error) {
+	groups := SequentialGroups(b)
+	acc := make([]*Hessian, len(groups))
+	for gi := range acc {
+		acc[gi] = NewHessian(stageWidth(c.cfg, gi))
+	}
+	for si, hv := range c.hs {
+		h := append(c.buf(len(hv))[:0], hv...)
+		var in []float32
+		for gi := range groups {
+			out, err := c.stage(b, gi, si, h, in)
+			if err != nil {
+				return nil, err
+			}
+			c.release(in)
+			in = out
+			if err := c.add(acc[gi], out, groups[gi][0]); err != nil {
+				return nil, err
+			}
 		}
+		c.release(in)
+		c.release(h)
 	}
 	return acc, nil
+}
+
+// sequential runs block b stage by stage over every sequence, quantizing
+// each group's entries from the statistics of its input as soon as every
+// sequence has produced it, and leaves c.hs holding the quantized block's
+// outputs.
+func (c *calibration) sequential(b int, entries [][]*PlanEntry) error {
+	groups := SequentialGroups(b)
+	cur := make([][]float32, len(c.hs)) // every sequence's input of the current group
+	last := len(groups) - 1
+	for gi := range groups {
+		var acc *Hessian
+		if len(entries[gi]) > 0 {
+			acc = NewHessian(stageWidth(c.cfg, gi))
+		}
+		for si, h := range c.hs {
+			out, err := c.stage(b, gi, si, h, cur[si])
+			if err != nil {
+				return err
+			}
+			if acc != nil {
+				if err := c.add(acc, out, groups[gi][0]); err != nil {
+					return err
+				}
+			}
+			if gi == last && !c.storeDown {
+				// Keep ffn_norm's output; ffn_down's input is computed
+				// again for stage 4.
+				c.release(out)
+				continue
+			}
+			c.release(cur[si])
+			cur[si] = out
+		}
+		if acc != nil {
+			if err := quantizeGroup(c.ex, gi, entries[gi], acc, c.opts, c.res); err != nil {
+				return err
+			}
+			if c.opts.Progress != nil {
+				c.opts.Progress(b, c.cfg.NumLayers, fmt.Sprintf("group %d/%d", gi+1, len(groups)))
+			}
+		}
+	}
+	for si, h := range c.hs {
+		in := cur[si]
+		if !c.storeDown {
+			x, err := c.stage(b, last, si, h, in)
+			if err != nil {
+				return err
+			}
+			c.release(in)
+			in = x
+		}
+		if _, err := c.stage(b, last+1, si, h, in); err != nil {
+			return err
+		}
+		c.release(in)
+		cur[si] = nil
+	}
+	return nil
 }
 
 // awqScaleGroup searches AWQ scales for group gi of block b and folds them

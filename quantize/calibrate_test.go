@@ -110,56 +110,85 @@ func (m *toyLlama) norm(h []float32, T int, w []float32) []float32 {
 	return x
 }
 
-func (m *toyLlama) RunBlock(b int, h []float32) error {
+// RunStage is stage st of the toy block (see Executor.RunStage).
+func (m *toyLlama) RunStage(b, st int, h, in, out []float32) error {
 	c := m.cfg
 	D, I, hd := c.HiddenSize, c.IntermediateSize, c.HeadDim
 	T := len(h) / D
-	x := m.norm(h, T, m.w[ir.LayerTensor(b, ir.AttnNorm)])
-	q := m.linear(b, ir.AttnQ, x, T, D, c.NumHeads*hd)
-	k := m.linear(b, ir.AttnK, x, T, D, c.NumKVHeads*hd)
-	v := m.linear(b, ir.AttnV, x, T, D, c.NumKVHeads*hd)
-	att := make([]float32, T*c.NumHeads*hd)
-	rep := c.NumHeads / c.NumKVHeads
-	for t := 0; t < T; t++ {
-		for hh := 0; hh < c.NumHeads; hh++ {
-			g := hh / rep
-			sc := make([]float64, t+1)
-			mx := math.Inf(-1)
-			for u := 0; u <= t; u++ {
-				var s float64
-				for d := 0; d < hd; d++ {
-					s += float64(q[t*c.NumHeads*hd+hh*hd+d]) * float64(k[u*c.NumKVHeads*hd+g*hd+d])
+	if w := stageWidth(c, st); len(out) != T*w {
+		return fmt.Errorf("toy: stage %d: output of %d values, want %d", st, len(out), T*w)
+	}
+	switch st {
+	case 0:
+		copy(out, m.norm(h, T, m.w[ir.LayerTensor(b, ir.AttnNorm)]))
+	case 1:
+		x := in
+		q := m.linear(b, ir.AttnQ, x, T, D, c.NumHeads*hd)
+		k := m.linear(b, ir.AttnK, x, T, D, c.NumKVHeads*hd)
+		v := m.linear(b, ir.AttnV, x, T, D, c.NumKVHeads*hd)
+		att := out
+		rep := c.NumHeads / c.NumKVHeads
+		for t := 0; t < T; t++ {
+			for hh := 0; hh < c.NumHeads; hh++ {
+				g := hh / rep
+				sc := make([]float64, t+1)
+				mx := math.Inf(-1)
+				for u := 0; u <= t; u++ {
+					var s float64
+					for d := 0; d < hd; d++ {
+						s += float64(q[t*c.NumHeads*hd+hh*hd+d]) * float64(k[u*c.NumKVHeads*hd+g*hd+d])
+					}
+					sc[u] = s / math.Sqrt(float64(hd))
+					mx = math.Max(mx, sc[u])
 				}
-				sc[u] = s / math.Sqrt(float64(hd))
-				mx = math.Max(mx, sc[u])
-			}
-			var z float64
-			for u := range sc {
-				sc[u] = math.Exp(sc[u] - mx)
-				z += sc[u]
-			}
-			for d := 0; d < hd; d++ {
-				var s float64
+				var z float64
 				for u := range sc {
-					s += sc[u] / z * float64(v[u*c.NumKVHeads*hd+g*hd+d])
+					sc[u] = math.Exp(sc[u] - mx)
+					z += sc[u]
 				}
-				att[t*c.NumHeads*hd+hh*hd+d] = float32(s)
+				for d := 0; d < hd; d++ {
+					var s float64
+					for u := range sc {
+						s += sc[u] / z * float64(v[u*c.NumKVHeads*hd+g*hd+d])
+					}
+					att[t*c.NumHeads*hd+hh*hd+d] = float32(s)
+				}
 			}
 		}
+	case 2:
+		o := m.linear(b, ir.AttnOutput, in, T, c.NumHeads*hd, D)
+		for i := range h {
+			h[i] += o[i]
+		}
+		copy(out, m.norm(h, T, m.w[ir.LayerTensor(b, ir.FFNNorm)]))
+	case 3:
+		g := m.linear(b, ir.FFNGate, in, T, D, I)
+		u := m.linear(b, ir.FFNUp, in, T, D, I)
+		for i := range g {
+			out[i] = g[i] / (1 + float32(math.Exp(-float64(g[i])))) * u[i]
+		}
+	case 4:
+		dn := m.linear(b, ir.FFNDown, in, T, I, D)
+		for i := range h {
+			h[i] += dn[i]
+		}
+	default:
+		return fmt.Errorf("toy: stage %d", st)
 	}
-	o := m.linear(b, ir.AttnOutput, att, T, c.NumHeads*hd, D)
-	for i := range h {
-		h[i] += o[i]
-	}
-	x = m.norm(h, T, m.w[ir.LayerTensor(b, ir.FFNNorm)])
-	g := m.linear(b, ir.FFNGate, x, T, D, I)
-	u := m.linear(b, ir.FFNUp, x, T, D, I)
-	for i := range g {
-		g[i] = g[i] / (1 + float32(math.Exp(-float64(g[i])))) * u[i]
-	}
-	dn := m.linear(b, ir.FFNDown, g, T, I, D)
-	for i := range h {
-		h[i] += dn[i]
+	return nil
+}
+
+// RunBlock runs the whole toy block (stages 0..4 chained), calling the
+// linear hook as it goes.
+func (m *toyLlama) RunBlock(b int, h []float32) error {
+	T := len(h) / m.cfg.HiddenSize
+	var in []float32
+	for st := 0; st < 5; st++ {
+		out := make([]float32, T*stageWidth(m.cfg, st))
+		if err := m.RunStage(b, st, h, in, out); err != nil {
+			return err
+		}
+		in = out
 	}
 	return nil
 }
@@ -294,7 +323,7 @@ func TestAWQFoldKeepsFloatModel(t *testing.T) {
 		for _, g := range groups {
 			firsts = append(firsts, g[0])
 		}
-		hss, err := captureInputs(m, b, [][]float32{hs}, firsts)
+		hss, err := refCaptureInputs(m, b, [][]float32{hs}, firsts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -316,5 +345,140 @@ func TestAWQFoldKeepsFloatModel(t *testing.T) {
 		if math.Abs(float64(got[i]-want[i])) > 1e-3*(math.Abs(float64(want[i]))+1) {
 			t.Fatalf("output %d: %v after folding, %v before", i, got[i], want[i])
 		}
+	}
+}
+
+// refCalibrate is the straightforward true-sequential driver that
+// IST-DASLab/gptq's llama.py runs: for every group of a block, the whole
+// block is run on every sequence with a hook capturing the group's input
+// (earlier groups already quantized), and once more at the end for the
+// block's output; AWQ blocks first capture every group's input from the
+// float block. Calibrate must give the same bytes with one forward per
+// block.
+func refCalibrate(t *testing.T, m *toyLlama, seqs [][]int, opts CalibOptions) *CalibResult {
+	t.Helper()
+	cfg := m.cfg
+	res := &CalibResult{Quantized: map[string]*Quantized{}, Float: map[string][]float32{}, GPTQ: map[string]GPTQReport{}, AWQAlpha: map[string]float64{}}
+	var hs [][]float32
+	for _, s := range seqs {
+		h, _ := m.Embed(s)
+		hs = append(hs, h)
+	}
+	for b := 0; b < cfg.NumLayers; b++ {
+		groups := SequentialGroups(b)
+		entries := make([][]*PlanEntry, len(groups))
+		awq := false
+		for gi, group := range groups {
+			for _, name := range group {
+				if e := opts.Plan.Entry(name); e != nil && e.Quantize {
+					entries[gi] = append(entries[gi], e)
+					awq = awq || e.Algorithm == AlgoAWQ
+				}
+			}
+		}
+		if awq {
+			var firsts []string
+			for _, g := range groups {
+				firsts = append(firsts, g[0])
+			}
+			hss, err := refCaptureInputs(m, b, hs, firsts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for gi := range groups {
+				if err := awqScaleGroup(m, cfg, b, gi, entries[gi], hss[gi], DefaultAWQOptions(), res); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for gi, group := range groups {
+			if len(entries[gi]) == 0 {
+				continue
+			}
+			hss, err := refCaptureInputs(m, b, hs, group[:1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := quantizeGroup(m, gi, entries[gi], hss[0], opts, res); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, hv := range hs {
+			if err := m.RunBlock(b, hv); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return res
+}
+
+// refCaptureInputs runs the toy block b on a copy of every sequence's
+// hidden states and accumulates the inputs of the named linears.
+func refCaptureInputs(m *toyLlama, b int, hs [][]float32, names []string) ([]*Hessian, error) {
+	acc := make([]*Hessian, len(names))
+	var addErr error
+	m.SetLinearHook(func(layer int, name string, x []float32, rows, cols int) {
+		for i, n := range names {
+			if n != name || layer != b {
+				continue
+			}
+			if acc[i] == nil {
+				acc[i] = NewHessian(cols)
+			}
+			if err := acc[i].Add(x, rows); err != nil && addErr == nil {
+				addErr = err
+			}
+		}
+	})
+	defer m.SetLinearHook(nil)
+	for _, hv := range hs {
+		if err := m.RunBlock(b, append([]float32(nil), hv...)); err != nil {
+			return nil, err
+		}
+	}
+	return acc, addErr
+}
+
+// TestCalibrateMatchesReferenceDriver checks that the staged driver
+// captures the true-sequential inputs: o's input through the quantized
+// q, k, v, gate/up's through the quantized o, down's through the quantized
+// gate and up, the next block's through the quantized block (including
+// AWQ's folded scales), with ffn_down's inputs kept or computed twice.
+func TestCalibrateMatchesReferenceDriver(t *testing.T) {
+	seqs := toySeqs(7, 6, 20, 50)
+	scheme := mustScheme(t, "int4-g32-asym")
+	for _, tc := range []struct {
+		name     string
+		algo     Algorithm
+		thenGPTQ bool
+		maxBytes int64
+	}{
+		{"gptq", AlgoGPTQ, false, 0},
+		{"gptq-recompute-down", AlgoGPTQ, false, 1},
+		{"awq", AlgoAWQ, false, 0},
+		{"awq-gptq-recompute-down", AlgoAWQ, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mRef, mGot := newToyLlama(80), newToyLlama(80)
+			p, err := NewPlan(mRef.tensors(), nil, scheme, tc.algo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts := CalibOptions{Plan: p, AWQThenGPTQ: tc.thenGPTQ, MaxStoredBytes: tc.maxBytes}
+			want := refCalibrate(t, mRef, seqs, opts)
+			got, err := Calibrate(mGot, seqs, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want.Quantized, got.Quantized); diff != "" {
+				t.Errorf("quantized weights differ from the reference driver (-ref +staged):\n%s", diff)
+			}
+			if diff := cmp.Diff(want.Float, got.Float); diff != "" {
+				t.Errorf("float weights differ from the reference driver (-ref +staged):\n%s", diff)
+			}
+			if diff := cmp.Diff(want.GPTQ, got.GPTQ); diff != "" {
+				t.Errorf("GPTQ reports differ (-ref +staged):\n%s", diff)
+			}
+		})
 	}
 }

@@ -22,6 +22,8 @@ type Hessian struct {
 	H       []float64 // N×N, row-major, symmetric
 	Count   int       // rows added
 	AbsMean []float64 // N: mean |x[k]| over all rows
+
+	gram []float32 // N×N scratch of AddGram
 }
 
 // NewHessian returns an empty accumulator for n input features.
@@ -33,15 +35,34 @@ func NewHessian(n int) *Hessian {
 // (one Sgemm) before being folded into the float64 running mean.
 const hessianChunk = 512
 
+// GramFunc writes at least the upper triangle (j ≥ i) of the Gram matrix
+// of the rows×n row-major x into g (n×n, row-major):
+//
+//	g[i*n+j] = Σ_r x[r*n+i]·x[r*n+j]   accumulated in float32
+//
+// Entries below the diagonal may hold anything (Hessian.AddGram mirrors
+// the upper triangle). It lets a caller supply a faster kernel than
+// gonum's (the CLI uses the executor's SIMD linear kernel); the result
+// must not depend on GOMAXPROCS.
+type GramFunc func(g, x []float32, rows, n int)
+
 // Add accumulates rows input rows x (rows×N, row-major). The Gram matrix of
 // each chunk of at most 512 rows is computed in float32 (as GPTQ does) and
 // accumulated in float64.
-func (h *Hessian) Add(x []float32, rows int) error {
+func (h *Hessian) Add(x []float32, rows int) error { return h.AddGram(x, rows, nil) }
+
+// AddGram is Add with the chunks' Gram matrices computed by gram (nil:
+// gonum's blas32 Gemm of the whole matrix).
+func (h *Hessian) AddGram(x []float32, rows int, gram GramFunc) error {
 	if rows < 0 || len(x) != rows*h.N {
 		return fmt.Errorf("quantize: hessian: %d values, want %d rows × %d", len(x), rows, h.N)
 	}
 	n := h.N
-	g := make([]float32, n*n)
+	if len(h.gram) != n*n {
+		h.gram = make([]float32, n*n)
+	}
+	g := h.gram
+	abs := make([]float64, n)
 	for r0 := 0; r0 < rows; r0 += hessianChunk {
 		m := min(hessianChunk, rows-r0)
 		chunk := x[r0*n : (r0+m)*n]
@@ -50,17 +71,26 @@ func (h *Hessian) Add(x []float32, rows int) error {
 				return fmt.Errorf("quantize: hessian: input contains %v", v)
 			}
 		}
-		blas32.Gemm(blas.Trans, blas.NoTrans, 1,
-			blas32.General{Rows: m, Cols: n, Stride: n, Data: chunk},
-			blas32.General{Rows: m, Cols: n, Stride: n, Data: chunk},
-			0, blas32.General{Rows: n, Cols: n, Stride: n, Data: g})
+		if gram == nil {
+			blas32.Gemm(blas.Trans, blas.NoTrans, 1,
+				blas32.General{Rows: m, Cols: n, Stride: n, Data: chunk},
+				blas32.General{Rows: m, Cols: n, Stride: n, Data: chunk},
+				0, blas32.General{Rows: n, Cols: n, Stride: n, Data: g})
+		} else {
+			gram(g, chunk, m, n)
+			for i := 0; i < n; i++ {
+				for j := 0; j < i; j++ {
+					g[i*n+j] = g[j*n+i]
+				}
+			}
+		}
 		total := h.Count + m
 		keep := float64(h.Count) / float64(total)
 		add := 2 / float64(total)
 		for i, v := range g {
 			h.H[i] = h.H[i]*keep + add*float64(v)
 		}
-		abs := make([]float64, n)
+		clear(abs)
 		for r := 0; r < m; r++ {
 			for k, v := range chunk[r*n : (r+1)*n] {
 				abs[k] += math.Abs(float64(v))

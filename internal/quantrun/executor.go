@@ -1,6 +1,7 @@
 package quantrun
 
 import (
+	"sync"
 	"time"
 
 	"github.com/smeltml/smelt/internal/exec"
@@ -14,10 +15,8 @@ import (
 type Executor struct {
 	m *exec.Model
 
-	// Forward is the time spent in Embed and RunBlock, excluding the
-	// linear hook; Hook is the time spent in the hook (accumulating the
-	// inputs' statistics).
-	Forward, Hook time.Duration
+	// Forward is the time spent in Embed and RunStage.
+	Forward time.Duration
 }
 
 var _ quantize.Executor = (*Executor)(nil)
@@ -35,13 +34,11 @@ func (e *Executor) Embed(ids []int) ([]float32, error) {
 	return e.m.Embed(ids)
 }
 
-// RunBlock runs block i on one sequence at positions 0 .. T-1, no cache.
-func (e *Executor) RunBlock(i int, h []float32) error {
+// RunStage runs stage s of block i on one sequence (exec.Model.RunStage).
+func (e *Executor) RunStage(i, s int, h, in, out []float32) error {
 	t := time.Now()
-	hook0 := e.Hook
-	err := e.m.RunBlock(i, h, 0, nil)
-	e.Forward += time.Since(t) - (e.Hook - hook0)
-	return err
+	defer func() { e.Forward += time.Since(t) }()
+	return e.m.RunStage(i, s, h, in, out)
 }
 
 // Weight returns the current float32 weights of a tensor.
@@ -50,19 +47,48 @@ func (e *Executor) Weight(name string) []float32 { return e.m.Weight(name) }
 // SetWeight replaces a tensor's weights.
 func (e *Executor) SetWeight(name string, w []float32) error { return e.m.SetWeight(name, w) }
 
-// SetLinearHook installs (nil: removes) the observer of every linear's
-// input; the time spent in it is added to Hook.
-func (e *Executor) SetLinearHook(f func(layer int, name string, x []float32, rows, cols int)) {
-	if f == nil {
-		e.m.SetLinearHook(nil)
-		return
+// Gram is a quantize.GramFunc on the executor's linear kernel (the SIMD
+// kernels under GOEXPERIMENT=simd, else gonum's Sgemm): with xᵀ the n×rows
+// transpose of x, the upper triangle of xᵀx is computed in row panels of
+// gramPanel, panel [i0, i1) as exec.Linear(xᵀ[i0:i1], xᵀ[i0:n]) — about
+// half of the full product's work.
+func Gram(g, x []float32, rows, n int) {
+	pxt := gramBuf(n * rows)
+	defer gramPool.Put(pxt)
+	xt := *pxt
+	for r := 0; r < rows; r++ {
+		for i, v := range x[r*n : (r+1)*n] {
+			xt[i*rows+r] = v
+		}
 	}
-	e.m.SetLinearHook(func(layer int, name string, x []float32, rows, cols int) {
-		t := time.Now()
-		f(layer, name, x, rows, cols)
-		e.Hook += time.Since(t)
-	})
+	ptmp := gramBuf(min(gramPanel, n) * n)
+	defer gramPool.Put(ptmp)
+	tmp := *ptmp
+	for i0 := 0; i0 < n; i0 += gramPanel {
+		i1 := min(i0+gramPanel, n)
+		w := n - i0
+		exec.Linear(tmp, xt[i0*rows:i1*rows], i1-i0, xt[i0*rows:], w, rows, nil)
+		for i := i0; i < i1; i++ {
+			copy(g[i*n+i0:(i+1)*n], tmp[(i-i0)*w:(i-i0+1)*w])
+		}
+	}
 }
+
+// gramPool recycles Gram's scratch (calibration calls it once per sequence
+// and linear group).
+var gramPool sync.Pool
+
+func gramBuf(n int) *[]float32 {
+	if b, ok := gramPool.Get().(*[]float32); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]float32, n)
+	return &b
+}
+
+// gramPanel is the number of Gram rows per Linear call.
+const gramPanel = 128
 
 // LoadModel loads g into the reference executor, dequantizing packed
 // tensors from exactly their stored bytes (quantize.DequantizeTensor).

@@ -63,7 +63,7 @@ type Options struct {
 type Timings struct {
 	Prepare time.Duration // f16 conversion of kept matrices, executor load
 	Forward time.Duration // calibration: embedding and block forward passes
-	Stats   time.Duration // calibration: accumulating the linears' input statistics (hooks)
+	Stats   time.Duration // calibration: accumulating the linears' input statistics (Hessians)
 	Solve   time.Duration // calibration: the rest (GPTQ solves, AWQ searches, RTN inside blocks)
 	RTN     time.Duration // RTN of the tensors calibration did not quantize
 	Pack    time.Duration // packing into tensors, building the graph
@@ -116,14 +116,14 @@ func Run(g *ir.Graph, p *quantize.Plan, seqs [][]int, opts Options) (*Result, er
 		res.Timings.Prepare = time.Since(t0)
 		t1 := time.Now()
 		cr, err := quantize.Calibrate(ex, seqs, quantize.CalibOptions{
-			Plan: p, GPTQ: opts.GPTQ, AWQ: opts.AWQ, AWQThenGPTQ: opts.AWQThenGPTQ, Progress: opts.Progress,
+			Plan: p, GPTQ: opts.GPTQ, AWQ: opts.AWQ, AWQThenGPTQ: opts.AWQThenGPTQ, Gram: Gram, Progress: opts.Progress,
 		})
 		if err != nil {
 			return nil, err
 		}
 		res.Calib = cr
-		res.Timings.Forward, res.Timings.Stats = ex.Forward, ex.Hook
-		res.Timings.Solve = time.Since(t1) - ex.Forward - ex.Hook
+		res.Timings.Forward, res.Timings.Stats = ex.Forward, cr.Stats
+		res.Timings.Solve = time.Since(t1) - ex.Forward - cr.Stats
 		for name, q := range cr.Quantized {
 			res.Quantized[name] = q
 		}
