@@ -7,13 +7,23 @@ LDFLAGS   := -s -w -buildid=
 export SMELT_MODELS
 export CGO_ENABLED ?= 0
 
-.PHONY: build test test-race check fuzz bench demo golden generate check-generate lint-arch clean
+.PHONY: build test test-large measure-prune test-race check fuzz bench demo golden generate check-generate lint-arch clean
 
 build:
 	$(GO) build -trimpath -buildvcs=false -ldflags='$(LDFLAGS)' -o $(BIN) ./cmd/smelt
 
 test: build
 	$(GO) test -count=1 -timeout 25m ./...
+
+# The slow reference checks: full-text perplexity of stories260K (stride 256,
+# fp16) and ref29m (strides 512 and 256) against the torch numbers, with the
+# AVX2/FMA kernels (about 16 min on 2 idle cores). CI runs it after make test.
+test-large:
+	GOEXPERIMENT=simd $(GO) test -tags large -count=1 -timeout 120m -v -run 'Large|Ref29m' ./internal/exec/
+
+# Pruning numbers on ref29m (every method, held-out perplexity; ~20 min).
+measure-prune:
+	$(GO) test -tags large -count=1 -timeout 2h -v -run TestRef29mPruning ./internal/prunerun
 
 test-race:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
