@@ -59,7 +59,7 @@ func demoRecipe() string {
 func newKey(t *testing.T) string {
 	t.Helper()
 	prefix := filepath.Join(t.TempDir(), "key")
-	if code, _, stderr := runSmelt(t, "keygen", "--out", prefix); code != ExitOK {
+	if code, _, stderr := smelt(t, "keygen", "--out", prefix); code != ExitOK {
 		t.Fatalf("keygen exit %d: %s", code, stderr)
 	}
 	return prefix
@@ -148,13 +148,13 @@ func TestBuildDemoRecipeDeterministic(t *testing.T) {
 
 	procs := runtime.GOMAXPROCS(1)
 	t.Setenv(SigningKeyEnv, string(pemText))
-	code, stdoutA, stderr := runSmelt(t, "build", demoRecipe(), "--out", a, "--json", "--no-progress")
+	code, stdoutA, stderr := smelt(t, "build", demoRecipe(), "--out", a, "--json", "--no-progress")
 	runtime.GOMAXPROCS(procs)
 	if code != ExitOK {
 		t.Fatalf("build with GOMAXPROCS=1: exit %d: %s", code, stderr)
 	}
 	os.Unsetenv(SigningKeyEnv)
-	code, _, stderr = runSmelt(t, "build", demoRecipe(), "--out", b, "--key", key, "--json", "--no-progress")
+	code, _, stderr = smelt(t, "build", demoRecipe(), "--out", b, "--key", key, "--json", "--no-progress")
 	if code != ExitOK {
 		t.Fatalf("build with GOMAXPROCS=%d: exit %d: %s", procs, code, stderr)
 	}
@@ -163,7 +163,7 @@ func TestBuildDemoRecipeDeterministic(t *testing.T) {
 		t.Errorf("GOMAXPROCS=1 and GOMAXPROCS=%d builds differ in %v", procs, d)
 	}
 	for _, dir := range []string{a, b} {
-		if code, stdout, stderr := runSmelt(t, "verify", dir, "--pubkey", key+".pub"); code != ExitOK {
+		if code, stdout, stderr := smelt(t, "verify", dir, "--pubkey", key+".pub"); code != ExitOK {
 			t.Errorf("verify %s: exit %d %s %s", dir, code, stdout, stderr)
 		}
 	}
@@ -253,7 +253,7 @@ func TestBuildDemoRecipeDeterministic(t *testing.T) {
 // bytes are the manifest's, and an unsigned build says so.
 func TestBuildValidatesWhatIsWritten(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
-	code, stdout, stderr := runSmelt(t, "build", buildFixture("rtn.recipe.yaml"), "--out", out, "--json", "--no-progress")
+	code, stdout, stderr := smelt(t, "build", buildFixture("rtn.recipe.yaml"), "--out", out, "--json", "--no-progress")
 	if code != ExitOK {
 		t.Fatalf("build exit %d: %s", code, stderr)
 	}
@@ -337,7 +337,7 @@ func TestBuildPruneGPTQEnvKey(t *testing.T) {
 	pemText, _ := os.ReadFile(key)
 	t.Setenv("SMELT_TEST_BUILD_KEY", string(pemText))
 	out := filepath.Join(t.TempDir(), "out")
-	code, stdout, stderr := runSmelt(t, "build", buildFixture("gptq.recipe.yaml"), "--out", out, "--json", "--no-progress")
+	code, stdout, stderr := smelt(t, "build", buildFixture("gptq.recipe.yaml"), "--out", out, "--json", "--no-progress")
 	if code != ExitOK {
 		t.Fatalf("build exit %d: %s", code, stderr)
 	}
@@ -348,7 +348,7 @@ func TestBuildPruneGPTQEnvKey(t *testing.T) {
 	if p := rep.Prune; p == nil || p.Method != "wanda" || p.Tensors == 0 {
 		t.Errorf("prune report %+v, want wanda changing tensors", p)
 	}
-	if code, stdout, stderr := runSmelt(t, "verify", out, "--pubkey", key+".pub"); code != ExitOK {
+	if code, stdout, stderr := smelt(t, "verify", out, "--pubkey", key+".pub"); code != ExitOK {
 		t.Errorf("verify: exit %d %s %s", code, stdout, stderr)
 	}
 	m, _, err := manifest.ReadManifest(out)
@@ -399,12 +399,12 @@ validate:
 			out := filepath.Join(parent, "out")
 			var before map[string][]byte
 			if existing {
-				if code, _, stderr := runSmelt(t, "build", buildFixture("rtn.recipe.yaml"), "--out", out, "--no-progress"); code != ExitOK {
+				if code, _, stderr := smelt(t, "build", buildFixture("rtn.recipe.yaml"), "--out", out, "--no-progress"); code != ExitOK {
 					t.Fatalf("build exit %d: %s", code, stderr)
 				}
 				before = buildTree(t, out)
 			}
-			code, stdout, stderr := runSmelt(t, "build", failing, "--out", out, "--json", "--no-progress")
+			code, stdout, stderr := smelt(t, "build", failing, "--out", out, "--json", "--no-progress")
 			if code != ExitCheck {
 				t.Fatalf("build with failing gates: exit %d, want 1; stderr %s", code, stderr)
 			}
@@ -426,7 +426,7 @@ validate:
 				t.Errorf("the parent folder holds %d entries, want at most the previous bundle", len(ents))
 			}
 			// The human summary says it too.
-			code, stdout, _ = runSmelt(t, "build", failing, "--out", out, "--no-progress")
+			code, stdout, _ = smelt(t, "build", failing, "--out", out, "--no-progress")
 			if code != ExitCheck || !strings.Contains(stdout, "FAIL") || !strings.Contains(stdout, "not published") {
 				t.Errorf("human summary of a failed gate: exit %d\n%s", code, stdout)
 			}
@@ -472,7 +472,7 @@ func TestBuildBadInput(t *testing.T) {
 			t.Setenv("SMELT_TEST_BAD_KEY", tt.env)
 			out := filepath.Join(t.TempDir(), "out")
 			args := append([]string{"build", "--no-progress", "--out", out}, tt.args...)
-			code, stdout, stderr := runSmelt(t, args...)
+			code, stdout, stderr := smelt(t, args...)
 			if code != ExitBadInput {
 				t.Fatalf("exit %d, want 2; stderr %q", code, stderr)
 			}
@@ -554,16 +554,16 @@ func TestBuildCrashSIGKILL(t *testing.T) {
 				if d := treeDiff(ref, buildTree(t, out)); len(d) > 0 {
 					t.Errorf("killed=%v: the output holds something other than the complete bundle (differs in %v)", wasKilled, d)
 				}
-				if code, _, _ := runSmelt(t, "verify", out, "--pubkey", key+".pub"); code != ExitOK {
+				if code, _, _ := smelt(t, "verify", out, "--pubkey", key+".pub"); code != ExitOK {
 					t.Errorf("killed=%v: the output exists but does not verify", wasKilled)
 				}
 			} else if !errors.Is(err, fs.ErrNotExist) {
 				t.Fatal(err)
 			}
-			if code, _, stderr := runSmelt(t, "build", recipePath, "--out", out, "--key", key, "--no-progress"); code != ExitOK {
+			if code, _, stderr := smelt(t, "build", recipePath, "--out", out, "--key", key, "--no-progress"); code != ExitOK {
 				t.Fatalf("build after the kill: exit %d: %s", code, stderr)
 			}
-			if code, stdout, stderr := runSmelt(t, "verify", out, "--pubkey", key+".pub"); code != ExitOK {
+			if code, stdout, stderr := smelt(t, "verify", out, "--pubkey", key+".pub"); code != ExitOK {
 				t.Errorf("the build after the kill does not verify: %s %s", stdout, stderr)
 			}
 			if d := treeDiff(ref, buildTree(t, out)); len(d) > 0 {

@@ -18,7 +18,7 @@ import (
 // integrity and signature status follow signing and tampering.
 func TestInspectBundle(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "out")
-	if code, _, stderr := runSmelt(t, "build", buildFixture("rtn.recipe.yaml"), "--out", out, "--no-progress"); code != ExitOK {
+	if code, _, stderr := smelt(t, "build", buildFixture("rtn.recipe.yaml"), "--out", out, "--no-progress"); code != ExitOK {
 		t.Fatalf("build exit %d: %s", code, stderr)
 	}
 	m, _, err := manifest.ReadManifest(out)
@@ -27,7 +27,7 @@ func TestInspectBundle(t *testing.T) {
 	}
 	inspect := func(args ...string) (*InspectBundleReport, string) {
 		t.Helper()
-		code, stdout, stderr := runSmelt(t, append([]string{"inspect", out, "--json"}, args...)...)
+		code, stdout, stderr := smelt(t, append([]string{"inspect", out, "--json"}, args...)...)
 		if code != ExitOK {
 			t.Fatalf("inspect exit %d: %s", code, stderr)
 		}
@@ -35,7 +35,7 @@ func TestInspectBundle(t *testing.T) {
 		if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
 			t.Fatalf("inspect --json: %v\n%s", err, stdout)
 		}
-		code, human, stderr := runSmelt(t, append([]string{"inspect", out}, args...)...)
+		code, human, stderr := smelt(t, append([]string{"inspect", out}, args...)...)
 		if code != ExitOK {
 			t.Fatalf("inspect exit %d: %s", code, stderr)
 		}
@@ -86,7 +86,7 @@ func TestInspectBundle(t *testing.T) {
 	}
 
 	key := newKey(t)
-	if code, _, stderr := runSmelt(t, "sign", out, "--key", key); code != ExitOK {
+	if code, _, stderr := smelt(t, "sign", out, "--key", key); code != ExitOK {
 		t.Fatalf("sign: %s", stderr)
 	}
 	pub, _ := os.ReadFile(key + ".pub")
@@ -120,7 +120,7 @@ func TestInspectBundle(t *testing.T) {
 	if rep, _ := inspect(); rep.Signature.Status != "stale" {
 		t.Errorf("edited manifest.json: signature %+v, want stale", rep.Signature)
 	}
-	if code, _, stderr := runSmelt(t, "inspect", out, "--digest"); code != ExitBadInput || !strings.Contains(stderr, "bundle") {
+	if code, _, stderr := smelt(t, "inspect", out, "--digest"); code != ExitBadInput || !strings.Contains(stderr, "bundle") {
 		t.Errorf("--digest on a bundle: exit %d %q, want 2", code, stderr)
 	}
 }

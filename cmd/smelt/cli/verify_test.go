@@ -12,14 +12,6 @@ import (
 	"github.com/smeltml/smelt/manifest"
 )
 
-// run runs smelt in-process and returns the exit code, stdout and stderr.
-func runSmelt(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	code := Main(args, &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 // TestKeygenSignVerify runs keygen, sign and verify on a small bundle for
 // both algorithms and with the key from a file and from the environment,
 // then tampers with, removes and adds files.
@@ -29,7 +21,7 @@ func TestKeygenSignVerify(t *testing.T) {
 			tmp := t.TempDir()
 			prefix := filepath.Join(tmp, "keys", "release")
 			os.MkdirAll(filepath.Dir(prefix), 0o755)
-			if code, _, stderr := runSmelt(t, "keygen", "--out", prefix, "--alg", alg); code != ExitOK {
+			if code, _, stderr := smelt(t, "keygen", "--out", prefix, "--alg", alg); code != ExitOK {
 				t.Fatalf("keygen exit %d: %s", code, stderr)
 			}
 			st, err := os.Stat(prefix)
@@ -45,7 +37,7 @@ func TestKeygenSignVerify(t *testing.T) {
 					t.Errorf("%s%s: %v (alg %v)", prefix, suffix, err, k)
 				}
 			}
-			if code, _, stderr := runSmelt(t, "keygen", "--out", prefix); code != ExitBadInput || !strings.Contains(stderr, "exists") {
+			if code, _, stderr := smelt(t, "keygen", "--out", prefix); code != ExitBadInput || !strings.Contains(stderr, "exists") {
 				t.Errorf("keygen over existing files: exit %d %q, want 2 and 'exists'", code, stderr)
 			}
 
@@ -54,23 +46,23 @@ func TestKeygenSignVerify(t *testing.T) {
 				ExtraFiles: []bundle.File{{Path: "runtime/smelt.js", Data: []byte("export {};\n")}, {Path: "kernels/k.wgsl", Data: []byte("fn main() {}\n")}}}); err != nil {
 				t.Fatal(err)
 			}
-			if code, _, stderr := runSmelt(t, "verify", dir, "--pubkey", prefix+".pub"); code != ExitCheck || !strings.Contains(stderr, "manifest.sig: missing") {
+			if code, _, stderr := smelt(t, "verify", dir, "--pubkey", prefix+".pub"); code != ExitCheck || !strings.Contains(stderr, "manifest.sig: missing") {
 				t.Errorf("verify unsigned: exit %d %q, want 1 naming manifest.sig", code, stderr)
 			}
-			if code, _, stderr := runSmelt(t, "sign", dir, "--key", prefix); code != ExitOK {
+			if code, _, stderr := smelt(t, "sign", dir, "--key", prefix); code != ExitOK {
 				t.Fatalf("sign exit %d: %s", code, stderr)
 			}
 			sig1, _ := os.ReadFile(filepath.Join(dir, "manifest.sig"))
 			pemText, _ := os.ReadFile(prefix)
 			t.Setenv(SigningKeyEnv, string(pemText))
-			if code, _, stderr := runSmelt(t, "sign", dir); code != ExitOK {
+			if code, _, stderr := smelt(t, "sign", dir); code != ExitOK {
 				t.Fatalf("sign with $%s: exit %d: %s", SigningKeyEnv, code, stderr)
 			}
 			if sig2, _ := os.ReadFile(filepath.Join(dir, "manifest.sig")); !bytes.Equal(sig1, sig2) {
 				t.Errorf("signing twice with the same key gave different signatures")
 			}
 			for _, pub := range []string{prefix + ".pub", prefix + ".pub.jwk"} {
-				if code, stdout, stderr := runSmelt(t, "verify", dir, "--pubkey", pub); code != ExitOK || !strings.HasPrefix(stdout, "ok sha256:") {
+				if code, stdout, stderr := smelt(t, "verify", dir, "--pubkey", pub); code != ExitOK || !strings.HasPrefix(stdout, "ok sha256:") {
 					t.Errorf("verify --pubkey %s: exit %d %q %q", pub, code, stdout, stderr)
 				}
 			}
@@ -85,19 +77,19 @@ func TestKeygenSignVerify(t *testing.T) {
 				b := bytes.Clone(orig)
 				b[len(b)/2] ^= 0x04
 				os.WriteFile(p, b, 0o644)
-				code, _, stderr := runSmelt(t, "verify", dir, "--pubkey", prefix+".pub")
+				code, _, stderr := smelt(t, "verify", dir, "--pubkey", prefix+".pub")
 				if code != ExitCheck || !strings.Contains(stderr, rel) {
 					t.Errorf("verify after tampering %s: exit %d %q, want 1 naming it", rel, code, stderr)
 				}
 				os.WriteFile(p, orig, 0o644)
 			}
 			os.WriteFile(filepath.Join(dir, "kernels", "extra.wgsl"), nil, 0o644)
-			if code, _, stderr := runSmelt(t, "verify", dir, "--pubkey", prefix+".pub"); code != ExitCheck || !strings.Contains(stderr, "kernels/extra.wgsl: not listed") {
+			if code, _, stderr := smelt(t, "verify", dir, "--pubkey", prefix+".pub"); code != ExitCheck || !strings.Contains(stderr, "kernels/extra.wgsl: not listed") {
 				t.Errorf("verify with an extra file: exit %d %q", code, stderr)
 			}
 			os.Remove(filepath.Join(dir, "kernels", "extra.wgsl"))
 			os.Rename(filepath.Join(dir, "shards", "00001.bin"), filepath.Join(tmp, "moved.bin"))
-			if code, _, stderr := runSmelt(t, "verify", dir, "--pubkey", prefix+".pub"); code != ExitCheck || !strings.Contains(stderr, "shards/00001.bin: missing") {
+			if code, _, stderr := smelt(t, "verify", dir, "--pubkey", prefix+".pub"); code != ExitCheck || !strings.Contains(stderr, "shards/00001.bin: missing") {
 				t.Errorf("verify with a missing shard: exit %d %q", code, stderr)
 			}
 		})
@@ -129,7 +121,7 @@ func TestSignVerifyBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			code, _, stderr := runSmelt(t, tt.args...)
+			code, _, stderr := smelt(t, tt.args...)
 			if code != ExitBadInput || !strings.Contains(stderr, tt.want) {
 				t.Errorf("smelt %v: exit %d %q, want 2 and %q", tt.args, code, stderr, tt.want)
 			}
