@@ -223,6 +223,17 @@ func (c *calibration) buf(n int) []float32 {
 	return make([]float32, n)
 }
 
+// keepFree drops the recycled buffers of any length but n (so that their
+// memory goes back to the garbage collector when a stage's outputs change
+// size).
+func (c *calibration) keepFree(n int) {
+	for k := range c.free {
+		if k != n {
+			delete(c.free, k)
+		}
+	}
+}
+
 // release returns a buffer from buf for reuse.
 func (c *calibration) release(b []float32) {
 	if b != nil {
@@ -291,6 +302,7 @@ func (c *calibration) sequential(b int, entries [][]*PlanEntry) error {
 	cur := make([][]float32, len(c.hs)) // every sequence's input of the current group
 	last := len(groups) - 1
 	for gi := range groups {
+		c.keepFree(len(c.hs[0]) / c.cfg.HiddenSize * stageWidth(c.cfg, gi))
 		var acc *Hessian
 		if len(entries[gi]) > 0 {
 			acc = NewHessian(stageWidth(c.cfg, gi))

@@ -3,6 +3,7 @@ package exec
 import (
 	"fmt"
 	"runtime"
+	"sync"
 )
 
 // BlockStages is the number of stages RunStage splits a block into.
@@ -72,17 +73,16 @@ func (m *Model) RunStage(i, s int, h, in, out []float32) error {
 		RMSNorm(out, h, T, D, l.attnNorm, c.RMSNormEps)
 	case 1:
 		x := in[:T*D]
+		w, kc, vc, put := m.attnWork(T, out)
+		defer put()
 		kv := &KVCache{Cap: T, K: make([][]float32, len(m.layers)), V: make([][]float32, len(m.layers))}
-		kv.K[i] = make([]float32, T*m.kvDim)
-		kv.V[i] = make([]float32, T*m.kvDim)
-		w := m.attnWork(T, out)
+		kv.K[i], kv.V[i] = kc, vc
 		RopeTable(w.cos, w.sin, m.invFreq, 0, T)
 		m.linear(i, l.nameQ, w.q, x, T, l.wq, m.qDim, D, l.bq)
 		m.linear(i, l.nameK, w.k, x, T, l.wk, m.kvDim, D, l.bk)
 		m.linear(i, l.nameV, w.v, x, T, l.wv, m.kvDim, D, l.bv)
 		RoPE(w.q, T, c.NumHeads, c.HeadDim, w.cos, w.sin)
 		RoPE(w.k, T, c.NumKVHeads, c.HeadDim, w.cos, w.sin)
-		kc, vc := kv.K[i], kv.V[i]
 		hd := c.HeadDim
 		for t := range T {
 			for kh := range c.NumKVHeads {
@@ -97,18 +97,21 @@ func (m *Model) RunStage(i, s int, h, in, out []float32) error {
 			KVCap: kv.Cap, Window: c.SlidingWindow,
 		})
 	case 2:
-		o := make([]float32, T*D)
+		o, put := scratch(T * D)
+		defer put()
 		m.linear(i, l.nameO, o, in[:T*m.qDim], T, l.wo, D, m.qDim, nil)
 		Add(h, o, T*D)
 		RMSNorm(out, h, T, D, l.ffnNorm, c.RMSNormEps)
 	case 3:
 		x := in[:T*D]
-		up := make([]float32, T*I)
+		up, put := scratch(T * I)
+		defer put()
 		m.linear(i, l.nameGate, out, x, T, l.wGate, I, D, nil)
 		m.linear(i, l.nameU, up, x, T, l.wUp, I, D, nil)
 		SiLUMul(out, up, T*I)
 	case 4:
-		o := make([]float32, T*D)
+		o, put := scratch(T * D)
+		defer put()
 		m.linear(i, l.nameDown, o, in[:T*I], T, l.wDown, D, I, nil)
 		Add(h, o, T*D)
 	}
@@ -117,25 +120,55 @@ func (m *Model) RunStage(i, s int, h, in, out []float32) error {
 
 // attnWork is the scratch of stage 1 for T tokens: what block uses for
 // q, k, v and attention (the same sizes, so the same worker split), with
-// the attention output written to att.
-func (m *Model) attnWork(T int, att []float32) *work {
+// the attention output written to att, and the key and value buffers of
+// one cache layer. put returns the scratch for reuse.
+func (m *Model) attnWork(T int, att []float32) (w *work, kc, vc []float32, put func()) {
 	c := m.Config
 	half := c.HeadDim / 2
 	workers := 1
 	if T > 1 {
 		workers = max(1, min(runtime.GOMAXPROCS(0), c.NumHeads))
 	}
+	sizes := []int{T * m.qDim, T * m.kvDim, T * m.kvDim, T * half, T * half, workers * min(T, attnChunk) * T, T * m.kvDim, T * m.kvDim}
+	// Parts start on 64-byte boundaries of the (page-aligned) scratch, as
+	// separate allocations would: gonum's assembly kernels sum in an order
+	// that depends on the alignment of their operands.
+	const align = 16
+	total := 0
+	for _, n := range sizes {
+		total += (n + align - 1) / align * align
+	}
+	buf, put := scratch(total)
+	parts := make([][]float32, len(sizes))
+	for j, n := range sizes {
+		parts[j], buf = buf[:n:n], buf[(n+align-1)/align*align:]
+	}
 	return &work{
 		cap:      T,
-		q:        make([]float32, T*m.qDim),
+		q:        parts[0],
 		att:      att[:T*m.qDim],
-		k:        make([]float32, T*m.kvDim),
-		v:        make([]float32, T*m.kvDim),
-		cos:      make([]float32, T*half),
-		sin:      make([]float32, T*half),
-		scores:   make([]float32, workers*min(T, attnChunk)*T),
+		k:        parts[1],
+		v:        parts[2],
+		cos:      parts[3],
+		sin:      parts[4],
+		scores:   parts[5],
 		ctx:      T,
 		workers:  workers,
 		ropePos0: -1,
+	}, parts[6], parts[7], put
+}
+
+// stagePool recycles RunStage's scratch (calibration calls it for every
+// sequence of every block).
+var stagePool sync.Pool
+
+// scratch returns n float32s of reusable scratch (contents undefined) and
+// the function that gives them back.
+func scratch(n int) ([]float32, func()) {
+	p, ok := stagePool.Get().(*[]float32)
+	if !ok || cap(*p) < n {
+		b := make([]float32, n)
+		p = &b
 	}
+	return (*p)[:n], func() { stagePool.Put(p) }
 }

@@ -12,9 +12,11 @@
 //     (f16) first, and the executor used for calibration is loaded from
 //     these converted weights, so calibration sees what ships.
 //  2. When any entry's algorithm is gptq or awq, quantize.Calibrate runs
-//     over the calibration sequences (true-sequential, block by block; the
-//     executor adapter times the forward passes, the input-statistics hooks
-//     and, as the rest, the solves).
+//     over the calibration sequences (true-sequential, block by block, each
+//     block run once per sequence through exec.Model.RunStage; Hessians
+//     accumulated with Gram, the executor's linear kernel; the adapter
+//     times the forward passes, Calibrate the input statistics, and the
+//     rest is the solves).
 //  3. Every other quantized entry (embeddings or heads a rule quantizes, or
 //     the whole plan for rtn) is quantized with RTN from its float weight
 //     (as rewritten by AWQ's folding, if it was).
