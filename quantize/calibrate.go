@@ -2,6 +2,7 @@ package quantize
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/smeltml/smelt/internal/ir"
@@ -125,7 +126,8 @@ type CalibResult struct {
 // every group in float as AutoAWQ does (into attn_norm; into attn_v rows,
 // tied across GQA groups; into ffn_norm; into ffn_up rows — see
 // FoldScalesInto*), so the float model is unchanged; then the sequential
-// pass clips (AWQClip, not for the q/k/v group, as AutoAWQ skips q and k)
+// pass clips (AWQClip; not q and k, which AutoAWQ and llm-awq skip because
+// the softmax amplifies their errors)
 // and quantizes with RTN, or GPTQ with AWQThenGPTQ. Groups the plan keeps
 // are skipped. The result is deterministic for given sequences.
 func Calibrate(ex Executor, seqs [][]int, opts CalibOptions) (*CalibResult, error) {
@@ -208,9 +210,10 @@ type calibration struct {
 	cfg       ir.Config
 	opts      CalibOptions
 	res       *CalibResult
-	hs        [][]float32 // every sequence's hidden states entering the current block
-	storeDown bool        // keep ffn_down's inputs between their statistics and stage 4
-	free      map[int][][]float32
+	hs        [][]float32         // every sequence's hidden states entering the current block
+	storeDown bool                // keep ffn_down's inputs between their statistics and stage 4
+	free      map[int][][]float32 // recycled stage outputs by length
+	want      int                 // the length release recycles
 }
 
 // buf returns a buffer of n values (recycled, contents undefined).
@@ -223,10 +226,11 @@ func (c *calibration) buf(n int) []float32 {
 	return make([]float32, n)
 }
 
-// keepFree drops the recycled buffers of any length but n (so that their
-// memory goes back to the garbage collector when a stage's outputs change
-// size).
+// keepFree makes release recycle only buffers of n values (the current
+// stage's outputs; -1: every length) and drops the others, so that their memory goes back to
+// the garbage collector when a stage's outputs change size.
 func (c *calibration) keepFree(n int) {
+	c.want = n
 	for k := range c.free {
 		if k != n {
 			delete(c.free, k)
@@ -234,9 +238,10 @@ func (c *calibration) keepFree(n int) {
 	}
 }
 
-// release returns a buffer from buf for reuse.
+// release returns a buffer from buf for reuse if it has the length
+// keepFree asked for.
 func (c *calibration) release(b []float32) {
-	if b != nil {
+	if b != nil && (c.want < 0 || len(b) == c.want) {
 		c.free[len(b)] = append(c.free[len(b)], b)
 	}
 }
@@ -273,6 +278,7 @@ func (c *calibration) captureFloat(b int) ([]*Hessian, error) {
 	for gi := range acc {
 		acc[gi] = NewHessian(stageWidth(c.cfg, gi))
 	}
+	c.want = -1
 	for si, hv := range c.hs {
 		h := append(c.buf(len(hv))[:0], hv...)
 		var in []float32
@@ -433,6 +439,12 @@ func awqScaleGroup(ex Executor, cfg ir.Config, b, gi int, entries []*PlanEntry, 
 	return nil
 }
 
+// awqNoClip reports whether AWQ leaves the weight of group gi unclipped:
+// the query and key projections (AutoAWQ's avoid_clipping "q_", "k_").
+func awqNoClip(gi int, name string) bool {
+	return gi == 0 && (strings.HasSuffix(name, "."+ir.AttnQ) || strings.HasSuffix(name, "."+ir.AttnK))
+}
+
 // quantizeGroup quantizes the linears of one group from the executor's
 // current float weights and their captured input statistics h, and swaps
 // the dequantized weights into the executor.
@@ -444,7 +456,7 @@ func quantizeGroup(ex Executor, gi int, entries []*PlanEntry, h *Hessian, opts C
 			return fmt.Errorf("quantize: calibrate: executor has no [%d %d] tensor %q", rows, cols, e.Name)
 		}
 		w := append([]float32(nil), cur...)
-		if e.Algorithm == AlgoAWQ && gi != 0 {
+		if e.Algorithm == AlgoAWQ && !awqNoClip(gi, e.Name) {
 			clip, err := AWQClip(h, w, rows, e.Scheme, AWQClipOptions{})
 			if err != nil {
 				return fmt.Errorf("quantize: calibrate: %s: %w", e.Name, err)
