@@ -143,6 +143,10 @@ type GPTQOptions struct {
 	// instead of from the error-updated weights when the sweep reaches the
 	// group's first column.
 	StaticGroups bool
+	// MSE chooses every group's range by GPTQ's MSE grid (MSEGroupParams)
+	// instead of its min and max (GPTQModel mse, off in IST-DASLab/gptq's
+	// experiments).
+	MSE bool
 }
 
 // GPTQReport describes one GPTQ solve.
@@ -258,7 +262,7 @@ func GPTQWithReport(W []float32, rows, cols int, H []float64, opts GPTQOptions) 
 				for k := range row {
 					row[k] = float32(w[r*cols+k])
 				}
-				if err := q.groupParamsRow(r, row, nil); err != nil {
+				if err := q.groupParamsRow(r, row, opts.MSE); err != nil {
 					return err
 				}
 			}
@@ -325,7 +329,7 @@ func GPTQWithReport(W []float32, rows, cols int, H []float64, opts GPTQOptions) 
 						for k := range buf {
 							buf[k] = float32(wr[i+k])
 						}
-						if err := q.setGroupParams(r, j, buf, nil); err != nil {
+						if err := q.setGroupParams(r, j, buf, opts.MSE); err != nil {
 							return err
 						}
 					}
@@ -364,23 +368,28 @@ func GPTQWithReport(W []float32, rows, cols int, H []float64, opts GPTQOptions) 
 }
 
 // groupParamsRow sets the parameters of every group of row r from row.
-func (q *Quantized) groupParamsRow(r int, row []float32, clipMax []float32) error {
+func (q *Quantized) groupParamsRow(r int, row []float32, mse bool) error {
 	g := q.Scheme.Group(q.Cols)
 	for j := 0; j < q.NBlocks(); j++ {
-		if err := q.setGroupParams(r, j, row[j*g:(j+1)*g], clipMax); err != nil {
+		if err := q.setGroupParams(r, j, row[j*g:(j+1)*g], mse); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (q *Quantized) setGroupParams(r, j int, v []float32, clipMax []float32) error {
+func (q *Quantized) setGroupParams(r, j int, v []float32, mse bool) error {
 	nb := q.NBlocks()
-	var clip float32
-	if clipMax != nil {
-		clip = clipMax[r*nb+j]
+	var (
+		scale float32
+		zero  uint8
+		err   error
+	)
+	if mse {
+		scale, zero, err = MSEGroupParams(v, q.Scheme)
+	} else {
+		scale, zero, err = GroupParams(v, q.Scheme, 0, 0)
 	}
-	scale, zero, err := GroupParams(v, q.Scheme, clip, 0)
 	if err != nil {
 		return fmt.Errorf("row %d group %d: %w", r, j, err)
 	}
@@ -389,6 +398,47 @@ func (q *Quantized) setGroupParams(r, j int, v []float32, clipMax []float32) err
 		q.Zeros[r*nb+j] = zero
 	}
 	return nil
+}
+
+// MSE grid of GPTQ's Quantizer (IST-DASLab/gptq quant.py, GPTQModel
+// mse=True): shrink ratios p = 1, 0.99, ..., 0.21 of the group's range,
+// error Σ|ŵ − w|^2.4.
+const (
+	mseGrid      = 100
+	mseMaxShrink = 0.8
+	mseNorm      = 2.4
+)
+
+// MSEGroupParams returns the group parameters of v under scheme s whose
+// range, shrunk by p = 1 − i/100 for i = 0 .. 79 (GroupParams with ratio
+// p), minimizes Σ_k |ŵ_k − v_k|^2.4 (GPTQ's Quantizer with mse=True); the
+// first (least shrunk) wins ties.
+func MSEGroupParams(v []float32, s Scheme) (scale float32, zero uint8, err error) {
+	var lo, hi float32
+	for _, x := range v {
+		lo = min(lo, x)
+		hi = max(hi, x)
+	}
+	maxq := float32(s.MaxCode())
+	best := math.Inf(1)
+	for i := 0; i < int(mseMaxShrink*mseGrid); i++ {
+		p := float32(1 - float64(i)/mseGrid)
+		sc, z, err := rangeParams(lo, hi, s, p)
+		if err != nil {
+			return 0, 0, err
+		}
+		var e float64
+		for _, x := range v {
+			d := math.Abs(float64((float32(code(x, sc, z, maxq))-float32(z))*sc - x))
+			if d != 0 {
+				e += math.Pow(d, mseNorm)
+			}
+		}
+		if e < best {
+			best, scale, zero = e, sc, z
+		}
+	}
+	return scale, zero, nil
 }
 
 // permuteCols returns w with columns reordered: out[:, i] = w[:, perm[i]].

@@ -252,9 +252,10 @@ func TestGPTQBeatsRTN(t *testing.T) {
 		{"int4-g128-asym", GPTQOptions{StaticGroups: true}, 0.5},
 		{"int8-channel-sym", GPTQOptions{}, 0.5},
 		{"int4-channel-asym", GPTQOptions{ActOrder: true, BlockSize: 32}, 0.5},
+		{"int4-g128-asym", GPTQOptions{MSE: true}, 0.5},
 	}
 	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%s/act=%v/static=%v", tt.scheme, tt.opts.ActOrder, tt.opts.StaticGroups), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/act=%v/static=%v/mse=%v", tt.scheme, tt.opts.ActOrder, tt.opts.StaticGroups, tt.opts.MSE), func(t *testing.T) {
 			s := mustScheme(t, tt.scheme)
 			r, err := RTN(w, rows, cols, s, nil)
 			if err != nil {
@@ -275,6 +276,51 @@ func TestGPTQBeatsRTN(t *testing.T) {
 				t.Errorf("GPTQ output error %.4g not below %.2f × RTN %.4g", eG, tt.ratio, eR)
 			}
 		})
+	}
+}
+
+// TestMSEGroupParams checks MSEGroupParams against a float64 transcription
+// of GPTQ's Quantizer.find_params with mse=True (grid 100, shrink 0.8,
+// norm 2.4) over the ranges GroupParams gives for each ratio, on groups
+// with and without an outlier.
+func TestMSEGroupParams(t *testing.T) {
+	rng := rand.New(rand.NewPCG(40, 41))
+	for _, name := range []string{"int4-g32-asym", "int4-g128-sym", "int8-g64-asym"} {
+		s := mustScheme(t, name)
+		g := s.GroupSize
+		for trial := 0; trial < 20; trial++ {
+			v := randWeights(rng, g, 0.1)
+			if trial%2 == 1 {
+				v[rng.IntN(g)] = 1.5 // outlier
+			}
+			best, want := math.Inf(1), [2]float64{}
+			for i := 0; i < 80; i++ {
+				p := float32(1 - float64(i)/100)
+				lo, hi := float32(0), float32(0)
+				for _, x := range v {
+					lo, hi = min(lo, x), max(hi, x)
+				}
+				sc, z, err := rangeParams(lo, hi, s, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var e float64
+				for _, x := range v {
+					c := math.Min(math.Max(math.RoundToEven(float64(x/sc))+float64(z), 0), float64(s.MaxCode()))
+					e += math.Pow(math.Abs((c-float64(z))*float64(sc)-float64(x)), 2.4)
+				}
+				if e < best {
+					best, want = e, [2]float64{float64(sc), float64(z)}
+				}
+			}
+			sc, z, err := MSEGroupParams(v, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := [2]float64{float64(sc), float64(z)}; got != want {
+				t.Errorf("%s trial %d: MSEGroupParams = %v, want %v", name, trial, got, want)
+			}
+		}
 	}
 }
 
