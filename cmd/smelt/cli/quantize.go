@@ -34,6 +34,7 @@ type QuantizeOptions struct {
 	Rules        []string
 	ActOrder     bool
 	StaticGroups bool
+	MSE          bool
 	Damp         float64
 	BlockSize    int
 	Explain      bool
@@ -95,6 +96,7 @@ byte-identical bundles.`,
 	f.StringArrayVar(&opts.Rules, "rule", nil, "rule 'regex=target' (repeatable; before --rules)")
 	f.BoolVar(&opts.ActOrder, "act-order", false, "GPTQ: visit columns by decreasing Hessian diagonal (static groups, no g_idx)")
 	f.BoolVar(&opts.StaticGroups, "static-groups", false, "GPTQ: group parameters from the unmodified weights")
+	f.BoolVar(&opts.MSE, "mse", false, "GPTQ (and --awq-gptq): choose each group's range by GPTQ's MSE grid instead of min/max")
 	f.Float64Var(&opts.Damp, "damp", 0.01, "GPTQ dampening, fraction of the mean Hessian diagonal")
 	f.IntVar(&opts.BlockSize, "block-size", 128, "GPTQ lazy-update block in columns")
 	f.BoolVar(&opts.Explain, "explain", false, "print the per-tensor plan and do no work")
@@ -123,6 +125,7 @@ type QuantizeRecipeGPTQ struct {
 	BlockSize    int     `json:"block_size"`
 	ActOrder     bool    `json:"act_order"`
 	StaticGroups bool    `json:"static_groups"`
+	MSE          bool    `json:"mse,omitempty"`
 }
 
 // QuantizeRecipeCal records how calibration windows were drawn (the file's
@@ -216,7 +219,7 @@ func runQuantize(env *Env, opts *QuantizeOptions) error {
 	for _, r := range append(append([]quantize.Rule(nil), rules...), quantize.DefaultRules()...) {
 		recipe.Rules = append(recipe.Rules, fmt.Sprintf("%s = %s (%s)", r.Pattern, r.Target(), r.Source))
 	}
-	gopts := quantize.GPTQOptions{Damp: opts.Damp, BlockSize: opts.BlockSize, ActOrder: opts.ActOrder, StaticGroups: opts.StaticGroups}
+	gopts := quantize.GPTQOptions{Damp: opts.Damp, BlockSize: opts.BlockSize, ActOrder: opts.ActOrder, StaticGroups: opts.StaticGroups, MSE: opts.MSE}
 	usesGPTQ := false
 	for _, e := range plan.Entries {
 		if e.Quantize && (e.Algorithm == quantize.AlgoGPTQ || (e.Algorithm == quantize.AlgoAWQ && opts.AWQThenGPTQ)) {
@@ -224,7 +227,7 @@ func runQuantize(env *Env, opts *QuantizeOptions) error {
 		}
 	}
 	if usesGPTQ {
-		recipe.GPTQ = &QuantizeRecipeGPTQ{Damp: opts.Damp, BlockSize: opts.BlockSize, ActOrder: opts.ActOrder, StaticGroups: opts.StaticGroups}
+		recipe.GPTQ = &QuantizeRecipeGPTQ{Damp: opts.Damp, BlockSize: opts.BlockSize, ActOrder: opts.ActOrder, StaticGroups: opts.StaticGroups, MSE: opts.MSE}
 	}
 
 	rep := progress.New(env.Stderr, opts.NoProgress)
