@@ -65,28 +65,6 @@ func newKey(t *testing.T) string {
 	return prefix
 }
 
-// buildTree reads every file under dir by slash-separated relative path.
-func buildTree(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	out := map[string][]byte{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		out[filepath.ToSlash(rel)] = b
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // treeDiff names the files that differ between two trees.
 func treeDiff(a, b map[string][]byte) []string {
 	var diff []string
@@ -158,7 +136,7 @@ func TestBuildDemoRecipeDeterministic(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("build with GOMAXPROCS=%d: exit %d: %s", procs, code, stderr)
 	}
-	ta, tb := buildTree(t, a), buildTree(t, b)
+	ta, tb := readTree(t, a), readTree(t, b)
 	if d := treeDiff(ta, tb); len(d) > 0 {
 		t.Errorf("GOMAXPROCS=1 and GOMAXPROCS=%d builds differ in %v", procs, d)
 	}
@@ -402,7 +380,7 @@ validate:
 				if code, _, stderr := smelt(t, "build", buildFixture("rtn.recipe.yaml"), "--out", out, "--no-progress"); code != ExitOK {
 					t.Fatalf("build exit %d: %s", code, stderr)
 				}
-				before = buildTree(t, out)
+				before = readTree(t, out)
 			}
 			code, stdout, stderr := smelt(t, "build", failing, "--out", out, "--json", "--no-progress")
 			if code != ExitCheck {
@@ -416,7 +394,7 @@ validate:
 				t.Errorf("report: published %v, validate %+v; want unpublished with 2 failed gates", rep.Published, rep.Validate)
 			}
 			if existing {
-				if d := treeDiff(before, buildTree(t, out)); len(d) > 0 {
+				if d := treeDiff(before, readTree(t, out)); len(d) > 0 {
 					t.Errorf("a failed build changed the previous bundle: %v", d)
 				}
 			} else if _, err := os.Stat(out); !errors.Is(err, fs.ErrNotExist) {
@@ -514,7 +492,7 @@ func TestBuildCrashSIGKILL(t *testing.T) {
 		t.Fatalf("child build: %v\n%s", err, b)
 	}
 	full := time.Since(t0)
-	ref := buildTree(t, refDir)
+	ref := readTree(t, refDir)
 	t.Logf("a whole build in a child process takes %v", full)
 
 	delays := []time.Duration{10 * time.Millisecond, 50 * time.Millisecond, 200 * time.Millisecond,
@@ -551,7 +529,7 @@ func TestBuildCrashSIGKILL(t *testing.T) {
 				t.Logf("the child finished within %v", delay.Round(time.Millisecond))
 			}
 			if _, err := os.Stat(out); err == nil {
-				if d := treeDiff(ref, buildTree(t, out)); len(d) > 0 {
+				if d := treeDiff(ref, readTree(t, out)); len(d) > 0 {
 					t.Errorf("killed=%v: the output holds something other than the complete bundle (differs in %v)", wasKilled, d)
 				}
 				if code, _, _ := smelt(t, "verify", out, "--pubkey", key+".pub"); code != ExitOK {
@@ -566,7 +544,7 @@ func TestBuildCrashSIGKILL(t *testing.T) {
 			if code, stdout, stderr := smelt(t, "verify", out, "--pubkey", key+".pub"); code != ExitOK {
 				t.Errorf("the build after the kill does not verify: %s %s", stdout, stderr)
 			}
-			if d := treeDiff(ref, buildTree(t, out)); len(d) > 0 {
+			if d := treeDiff(ref, readTree(t, out)); len(d) > 0 {
 				t.Errorf("the build after the kill differs from the reference in %v", d)
 			}
 			if ents, _ := os.ReadDir(parent); len(ents) != 1 {
